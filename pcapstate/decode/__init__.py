@@ -1,0 +1,119 @@
+"""Decode a capture file into the columnar packet table.
+
+``read_capture(path)`` detects the format from the content, never the name:
+pcap or pcapng (either optionally gzip-compressed), or the text that
+``tcpdump -n`` prints.  ``decoder="pyshark"`` fills the same table through
+tshark's dissectors instead of dpkt.
+"""
+from __future__ import annotations
+
+import gzip
+import mmap
+import os
+import zlib
+
+from pcapstate.errors import CaptureReadError, NotACaptureError, UnsupportedLinkTypeError
+from pcapstate.table import PacketTable, TableBuilder
+
+DECODERS = ("dpkt", "pyshark")
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def read_capture(path: str | os.PathLike, decoder: str = "dpkt") -> PacketTable:
+    """Decode every TCP packet of the capture at ``path``.
+
+    Raises a :class:`pcapstate.errors.PcapstateError` subclass when the file is
+    unreadable, not a capture, or of an unsupported link type.  A file cut short
+    is decoded up to its last complete record; ``table.stats.warnings`` says
+    what was ignored.
+    """
+    path = os.fspath(path)
+    if decoder == "pyshark":
+        from pcapstate.decode.tshark import read_with_tshark
+
+        return read_with_tshark(path)
+    if decoder != "dpkt":
+        raise ValueError(f"unknown decoder {decoder!r}; choose from {', '.join(DECODERS)}")
+    content, warnings = _load(path)
+    table = decode_bytes(content, path)
+    table.stats.warnings[:0] = warnings
+    return table
+
+
+def decode_bytes(content, source: str = "") -> PacketTable:
+    """Decode a capture already in memory (pcap, pcapng or tcpdump text)."""
+    from pcapstate.decode.records import sniff_format
+
+    head = bytes(content[:4096])
+    kind = sniff_format(head)
+    if kind is not None:
+        return _decode_binary(content, source)
+    from pcapstate.decode.text import decode_text, looks_like_tcpdump_text
+
+    if looks_like_tcpdump_text(head):
+        text = bytes(content).decode("utf-8", errors="replace")
+        return decode_text(text.splitlines(), source)
+    raise NotACaptureError(source)
+
+
+def _load(path: str) -> tuple[object, list[str]]:
+    """The file's bytes (decompressed if gzip), and warnings about them."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(2)
+            if head == _GZIP_MAGIC:
+                handle.seek(0)
+                return _gunzip(handle.read())
+            handle.seek(0)
+            size = os.fstat(handle.fileno()).st_size
+            if size == 0:
+                return b"", []
+            return mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ), []
+    except IsADirectoryError:
+        raise CaptureReadError(f"{path}: is a directory") from None
+    except OSError as error:
+        raise CaptureReadError(f"{path}: {error.strerror or error}") from None
+
+
+def _gunzip(compressed: bytes) -> tuple[bytes, list[str]]:
+    """Decompress, keeping whatever a truncated or damaged stream yields."""
+    try:
+        return gzip.decompress(compressed), []
+    except (EOFError, zlib.error, gzip.BadGzipFile) as error:
+        inflater = zlib.decompressobj(wbits=31)
+        try:
+            data = inflater.decompress(compressed)
+        except zlib.error:
+            data = b""
+        return data, [f"gzip stream damaged or truncated ({error}); decoded the {len(data)} bytes recovered"]
+
+
+def _decode_binary(content, source: str) -> PacketTable:
+    from pcapstate.decode.layers import SUPPORTED_LINKTYPES, decode_record, linktype_name
+    from pcapstate.decode.records import pcap_linktype, read_records
+
+    header_type = pcap_linktype(content)
+    if header_type is not None and header_type not in SUPPORTED_LINKTYPES:
+        raise UnsupportedLinkTypeError(source, header_type, linktype_name(header_type))
+    builder = TableBuilder(source)
+    stats = builder.stats
+    unsupported: dict[int, int] = {}
+    for record in read_records(content, stats):
+        stats.records += 1
+        if record.linktype not in SUPPORTED_LINKTYPES:
+            unsupported[record.linktype] = unsupported.get(record.linktype, 0) + 1
+            continue
+        decode_record(record, builder)
+    _report_unsupported(source, stats, unsupported)
+    return builder.finish()
+
+
+def _report_unsupported(source: str, stats, unsupported: dict[int, int]) -> None:
+    """pcapng interfaces of unsupported link types: an error when they are all there is."""
+    from pcapstate.decode.layers import linktype_name
+
+    for linktype, count in sorted(unsupported.items()):
+        if count == stats.records:
+            raise UnsupportedLinkTypeError(source, linktype, linktype_name(linktype))
+        stats.skipped[f"unsupported link type {linktype} ({linktype_name(linktype)})"] = count
+        stats.warn(f"{count} packets on interfaces of unsupported link type {linktype} ({linktype_name(linktype)}) skipped")

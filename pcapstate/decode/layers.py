@@ -1,0 +1,173 @@
+"""Link, IP and TCP headers of one record, through dpkt, into the packet table.
+
+The reference decoder: dpkt parses the link layer (Ethernet with 802.1Q/QinQ
+and MPLS, Linux SLL and SLL2, BSD loopback, raw IP) and the IP layer (IPv4 with
+options, IPv6 with extension headers); the TCP fields are read from dpkt's TCP
+object.  dpkt silently leaves raw bytes where a layer failed to parse; here
+every such case is counted under a named reason in ``DecodeStats.skipped``
+instead (STYLE.md: count and report what could not be decoded).
+"""
+from __future__ import annotations
+
+import struct
+
+import dpkt
+from dpkt import ethernet, ip, ip6, loopback, sll, sll2, tcp
+
+from pcapstate.decode.records import Record
+from pcapstate.table import TableBuilder
+
+LINKTYPE_NAMES = {
+    0: "NULL",
+    1: "ETHERNET",
+    101: "RAW",
+    108: "LOOP",
+    113: "LINUX_SLL",
+    228: "IPV4",
+    229: "IPV6",
+    276: "LINUX_SLL2",
+    # common ones we do not decode, for a readable error
+    105: "IEEE802_11",
+    127: "IEEE802_11_RADIOTAP",
+    147: "USER0",
+    9: "PPP",
+    50: "PPP_HDLC",
+    192: "PPI",
+    195: "IEEE802_15_4",
+    220: "USB_LINUX_MMAPPED",
+}
+SUPPORTED_LINKTYPES = frozenset({0, 1, 101, 108, 113, 228, 229, 276})
+
+_TCP_OPT_TIMESTAMP = 8
+_TCP_OPT_SACK = 5
+
+
+def linktype_name(linktype: int) -> str:
+    return LINKTYPE_NAMES.get(linktype, "unknown")
+
+
+def _network_layer(linktype: int, data: bytes):
+    """The dpkt IP/IP6 object of a frame, or None (reason as second value)."""
+    if linktype == 1:
+        frame = ethernet.Ethernet(data)
+    elif linktype == 113:
+        frame = sll.SLL(data)
+    elif linktype == 276:
+        frame = sll2.SLL2(data)
+    elif linktype in (0, 108):
+        frame = loopback.Loopback(data)
+    else:  # RAW, IPV4, IPV6: the version nibble says which
+        if not data:
+            return None, "empty"
+        return (ip.IP(data) if data[0] >> 4 == 4 else ip6.IP6(data)), None
+    layer = frame.data
+    if isinstance(layer, (ip.IP, ip6.IP6)):
+        return layer, None
+    ethertype = getattr(frame, "type", None) or getattr(frame, "ethtype", None)
+    if ethertype in (ethernet.ETH_TYPE_IP, ethernet.ETH_TYPE_IP6) or getattr(frame, "family", 0) in (2, 24, 28, 30):
+        return None, "malformed IP header"
+    return None, "not IP"
+
+
+def decode_record(record: Record, builder: TableBuilder) -> None:
+    """Append the record's TCP packet to ``builder``, or count why it has none."""
+    stats = builder.stats
+    data = bytes(record.data)
+    truncated = record.wire_len > len(data)
+    if truncated:
+        stats.truncated_records += 1
+    try:
+        net, reason = _network_layer(record.linktype, data)
+    except (dpkt.UnpackError, struct.error, IndexError):
+        net, reason = None, "malformed link or IP header"
+    if net is None:
+        _skip(stats, reason, tcp_related=reason != "not IP")
+        return
+    if isinstance(net, ip.IP):
+        _decode_ipv4(record, net, builder, truncated)
+    else:
+        _decode_ipv6(record, net, builder, truncated)
+
+
+def _skip(stats, reason: str, *, tcp_related: bool = False) -> None:
+    stats.skipped[reason] = stats.skipped.get(reason, 0) + 1
+    if tcp_related:
+        stats.undecodable += 1
+    else:
+        stats.non_tcp += 1
+
+
+def _decode_ipv4(record: Record, packet: ip.IP, builder: TableBuilder, truncated: bool) -> None:
+    if packet.p != ip.IP_PROTO_TCP:
+        _skip(builder.stats, "not TCP")
+        return
+    if packet.offset:  # non-first fragment: no TCP header in it
+        builder.stats.fragments += 1
+        return
+    ip_payload = packet.len - packet.hl * 4 if packet.len else None  # 0: TSO, use what was captured
+    _decode_tcp(record, packet.src, packet.dst, packet.data, ip_payload, builder, truncated)
+
+
+def _decode_ipv6(record: Record, packet: ip6.IP6, builder: TableBuilder, truncated: bool) -> None:
+    fragment = packet.extension_hdrs.get(ip.IP_PROTO_FRAGMENT)
+    if getattr(packet, "p", packet.nxt) != ip.IP_PROTO_TCP:
+        _skip(builder.stats, "not TCP")
+        return
+    if fragment is not None and fragment.frag_off > 0:
+        builder.stats.fragments += 1
+        return
+    ext_len = sum(ext.length for ext in packet.all_extension_headers)
+    ip_payload = packet.plen - ext_len if packet.plen else None
+    _decode_tcp(record, packet.src, packet.dst, packet.data, ip_payload, builder, truncated)
+
+
+def _decode_tcp(record, src, dst, segment, ip_payload, builder: TableBuilder, truncated: bool) -> None:
+    if not isinstance(segment, tcp.TCP):
+        reason = "TCP header cut by snap length" if truncated and len(segment) < 20 else "malformed TCP header"
+        _skip(builder.stats, reason, tcp_related=True)
+        return
+    header_len = segment.off * 4
+    if ip_payload is not None and header_len > ip_payload:
+        _skip(builder.stats, "TCP data offset beyond the packet", tcp_related=True)
+        return
+    payload_len = (ip_payload if ip_payload is not None else 20 + len(segment.opts) + len(segment.data)) - header_len
+    options = _parse_options(bytes(segment.opts))
+    if len(segment.opts) < header_len - 20:
+        truncated = True  # options cut by the snap length: keep what was read
+    builder.append(
+        frame=record.frame,
+        ts_ns=record.ts_ns,
+        src=src,
+        dst=dst,
+        sport=segment.sport,
+        dport=segment.dport,
+        flags=segment.flags,
+        seq=segment.seq,
+        ack=segment.ack,
+        window=segment.win,
+        payload_len=max(payload_len, 0),
+        truncated=truncated,
+        **options,
+    )
+
+
+def _parse_options(raw: bytes) -> dict:
+    """MSS, window scale, SACK-permitted, SACK blocks and timestamps, if present."""
+    found: dict = {}
+    for option in tcp.parse_opts(raw):
+        if option is None:  # option running past the header
+            break
+        kind, value = option
+        if kind == tcp.TCP_OPT_MSS and len(value) == 2:
+            found["mss"] = struct.unpack("!H", value)[0]
+        elif kind == tcp.TCP_OPT_WSCALE and len(value) == 1:
+            found["wscale"] = value[0]
+        elif kind == tcp.TCP_OPT_SACKOK:
+            found["sack_permitted"] = True
+        elif kind == _TCP_OPT_TIMESTAMP and len(value) == 8:
+            found["ts_val"], found["ts_ecr"] = struct.unpack("!II", value)
+            found["has_timestamps"] = True
+        elif kind == _TCP_OPT_SACK and len(value) >= 8:
+            count = len(value) // 8
+            found["sack_blocks"] = tuple(struct.unpack_from("!II", value, 8 * i) for i in range(count))
+    return found
