@@ -98,11 +98,11 @@ def _skip(stats, reason: str, *, tcp_related: bool = False) -> None:
 
 
 def _decode_ipv4(record: Record, packet: ip.IP, builder: TableBuilder, truncated: bool) -> None:
+    if packet.offset:  # non-first fragment: no transport header in it
+        builder.stats.fragments += 1
+        return
     if packet.p != ip.IP_PROTO_TCP:
         _skip(builder.stats, "not TCP")
-        return
-    if packet.offset:  # non-first fragment: no TCP header in it
-        builder.stats.fragments += 1
         return
     ip_payload = packet.len - packet.hl * 4 if packet.len else None  # 0: TSO, use what was captured
     _decode_tcp(record, packet.src, packet.dst, packet.data, ip_payload, builder, truncated)
@@ -110,11 +110,11 @@ def _decode_ipv4(record: Record, packet: ip.IP, builder: TableBuilder, truncated
 
 def _decode_ipv6(record: Record, packet: ip6.IP6, builder: TableBuilder, truncated: bool) -> None:
     fragment = packet.extension_hdrs.get(ip.IP_PROTO_FRAGMENT)
-    if getattr(packet, "p", packet.nxt) != ip.IP_PROTO_TCP:
-        _skip(builder.stats, "not TCP")
-        return
     if fragment is not None and fragment.frag_off > 0:
         builder.stats.fragments += 1
+        return
+    if getattr(packet, "p", packet.nxt) != ip.IP_PROTO_TCP:
+        _skip(builder.stats, "not TCP")
         return
     ext_len = sum(ext.length for ext in packet.all_extension_headers)
     ip_payload = packet.plen - ext_len if packet.plen else None

@@ -161,16 +161,12 @@ def _pcapng_records(buf: memoryview, stats: DecodeStats) -> Iterator[Record]:
             interfaces = []
         blen = struct.unpack_from(order + "I", buf, pos + 4)[0]
         if blen < 12 or blen % 4 or pos + blen > end or _trailer_len(buf, pos, blen, order) != blen:
-            if pos + blen > end and blen % 4 == 0 and blen >= 12 and btype in _PCAPNG_KNOWN_BLOCKS:
+            nxt = _pcapng_resync(buf, pos + 4, order)
+            if nxt is None:
                 _ignore_tail(stats, end - pos, "inside a block")
                 return
-            nxt = _pcapng_resync(buf, pos + 4, order)
-            skipped = (nxt if nxt is not None else end) - pos
             stats.undecodable += 1
-            stats.warn(f"pcapng block at byte {pos} has a bad length ({blen}); skipped {skipped} bytes")
-            if nxt is None:
-                stats.bytes_ignored += skipped
-                return
+            stats.warn(f"pcapng block at byte {pos} has a bad length ({blen}); skipped {nxt - pos} bytes")
             pos = nxt
             continue
         body = buf[pos + 8 : pos + blen - 4]
