@@ -8,11 +8,12 @@ Decoder warnings (a truncated file, skipped records) go to stderr as
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 
 import click
 
 from pcapstate import __version__
-from pcapstate.errors import PcapstateError
+from pcapstate.errors import CaptureReadError, PcapstateError
 
 EXIT_BAD_INPUT = 2
 
@@ -56,6 +57,76 @@ def packets(capture: str, decoder: str) -> None:
     table = load(capture, decoder)
     out = sys.stdout
     for line in render_lines(table):
+        out.write(line)
+        out.write("\n")
+
+
+@cli.command()
+@click.argument("capture", type=click.Path(dir_okay=False))
+@_decoder_option
+@click.option("--flow", "flow_id", type=int, default=None, help="Only this connection (its id in the first column).")
+@click.option("--timeline", is_flag=True, help="A client | server ladder per connection: every packet and each side's state changes.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="table for people, json for programs.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write to this file instead of standard output.")
+@click.option("--time-wait", type=click.FloatRange(min=0), default=60.0, show_default=True,
+              help="2*MSL in seconds: how long TIME_WAIT lasts before the timer closes it (Linux: 60).")
+@click.option("--all", "show_all", is_flag=True, help="List every connection (default: the first 50).")
+def analyze(capture: str, decoder: str, flow_id: int | None, timeline: bool, fmt: str, output: str | None,
+            time_wait: float, show_all: bool) -> None:
+    """Replay every TCP connection from both endpoints and summarise it.
+
+    One row per connection (client, server, duration, packets, final state of
+    each side), then the connections counted by final state pair, as netstat
+    would have shown them when the capture ended.
+    """
+    from pcapstate.analysis import analyze as run_analysis
+
+    analysis = run_analysis(load(capture, decoder), time_wait=time_wait)
+    if flow_id is not None and not (0 <= flow_id < analysis.connection_count):
+        raise click.BadParameter(f"no flow {flow_id} (the capture has {analysis.connection_count})",
+                                 param_hint="--flow")
+    with _output(output) as out:
+        if fmt == "json":
+            from pcapstate.report.jsonout import write_json
+
+            tables = {"flows": analysis.flows, "transitions": analysis.transitions}
+            if flow_id is not None:
+                tables = {name: frame[frame["flow"] == flow_id] for name, frame in tables.items()}
+            write_json(tables, out, capture)
+            return
+        _write_lines(out, _analyze_text(analysis, flow_id, timeline, show_all))
+
+
+def _analyze_text(analysis, flow_id: int | None, timeline: bool, show_all: bool) -> list[str]:
+    from pcapstate.report.summary import summary_lines
+    from pcapstate.report.timeline import timeline_lines
+
+    if flow_id is not None:
+        return timeline_lines(analysis, flow_id)
+    lines = summary_lines(analysis, None if show_all else 50)
+    if timeline:
+        for flow in range(analysis.connection_count):
+            lines += [""] + timeline_lines(analysis, flow)
+    return lines
+
+
+@contextmanager
+def _output(path: str | None):
+    if path is None:
+        yield sys.stdout
+        return
+    try:
+        handle = open(path, "w", encoding="utf-8")
+    except OSError as error:
+        raise CaptureReadError(f"{path}: cannot write: {error.strerror or error}") from None
+    with handle:
+        yield handle
+
+
+def _write_lines(out, lines: list[str]) -> None:
+    for line in lines:
         out.write(line)
         out.write("\n")
 

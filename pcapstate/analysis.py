@@ -1,0 +1,261 @@
+"""``pcapstate.analyze()``: the tracking results as pandas DataFrames.
+
+This is where users meet the data, so pandas is imported here and nowhere
+upstream.  Tables are built on first access and cached.
+
+``Analysis.flows`` — one row per TCP connection, in order of first packet:
+
+================  ======================  ==============================================
+column            dtype                   meaning
+================  ======================  ==============================================
+flow              int64                   connection id, 0.. (like tshark's tcp.stream)
+client_addr       object (str)            address of the client (IPv4 or IPv6 text)
+client_port       uint16
+server_addr       object (str)
+server_port       uint16
+start, end        datetime64[ns, UTC]     first and last packet
+start_epoch,      float64                 the same as seconds since the Unix epoch
+end_epoch
+duration          float64                 end - start, seconds
+packets           int64                   packets of this connection
+client_packets,   int64                   packets sent by each side
+server_packets
+client_state,     category (11 states)    final state of each endpoint, RFC 9293 order
+server_state
+handshake         category                complete / partial / none
+roles_guessed     bool                    no SYN seen: who is client was guessed
+first_frame,      int64                   frame numbers of the first and last packet
+last_frame
+================  ======================  ==============================================
+
+``Analysis.transitions`` — one row per state change of one endpoint, by flow
+then time:
+
+================  ======================  ==============================================
+flow              int64
+endpoint          category                client / server
+ts                datetime64[ns, UTC]     when (see "cause" for how it is known)
+ts_epoch          float64
+frame             Int64 (nullable)        the packet that caused it; <NA> for a timer
+from_state        category (11 states)    NaN when unknown (connection seen mid-stream)
+to_state          category (11 states)
+flags             object (str)            tcpdump notation of that packet ("S.", "F." …);
+                                          "" for a timer or an assumption
+cause             category                sent (observed) / received (inferred) /
+                                          timer / assumed
+evidence_frame    Int64 (nullable)        for "received": the receiver's own packet
+                                          that proved it (its ACK), <NA> when none
+================  ======================  ==============================================
+
+``Analysis.packets`` — the packet table, one row per TCP packet in file order:
+frame, ts, ts_epoch, src_addr, src_port, dst_addr, dst_port, flags (tcpdump
+notation), seq, ack (absolute, uint32), len (payload bytes), win (raw),
+flow, sender (client/server), client_state and server_state after the packet
+(what each endpoint's state was known to be once the packet was captured),
+sender_note and receiver_note (irregularities of that step, "" when none;
+see :class:`pcapstate.states.Note`).
+"""
+from __future__ import annotations
+
+import os
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+from pcapstate import replay as rp
+from pcapstate.flags import to_tcpdump
+from pcapstate.states import CAUSE_NAMES, NOTE_NAMES, SIDE_NAMES, STATE_NAMES, Note, State
+from pcapstate.table import PacketTable, format_address
+from pcapstate.tracker import DEFAULT_TIME_WAIT_S, Tracking, track
+
+STATE_DTYPE = pd.CategoricalDtype(list(STATE_NAMES), ordered=True)
+ENDPOINT_DTYPE = pd.CategoricalDtype(list(SIDE_NAMES))
+CAUSE_DTYPE = pd.CategoricalDtype(list(CAUSE_NAMES))
+HANDSHAKE_NAMES = ("complete", "partial", "none")
+HANDSHAKE_DTYPE = pd.CategoricalDtype(list(HANDSHAKE_NAMES))
+_FLAG_TEXT = np.array([to_tcpdump(v) for v in range(0x200)], dtype=object)
+_NOTE_TEXT = np.array(["" if n == Note.NONE else name for n, name in zip(Note, NOTE_NAMES)], dtype=object)
+
+
+def analyze(source, *, decoder: str = "dpkt", time_wait: float = DEFAULT_TIME_WAIT_S) -> "Analysis":
+    """Decode a capture and replay every TCP connection from both endpoints.
+
+    ``source`` is a path (pcap, pcapng, gzip of either, or ``tcpdump -n``
+    text) or an already decoded :class:`~pcapstate.table.PacketTable`.
+    ``time_wait`` is 2*MSL in seconds (Linux: 60).
+
+    >>> a = analyze("samples/client_closes_first.pcap")
+    >>> a.flows[["client_state", "server_state", "handshake"]].iloc[0].tolist()
+    ['TIME_WAIT', 'CLOSED', 'complete']
+    """
+    if isinstance(source, PacketTable):
+        table = source
+    else:
+        from pcapstate.decode import read_capture
+
+        table = read_capture(os.fspath(source), decoder=decoder)
+    return Analysis(track(table, time_wait=time_wait))
+
+
+class Analysis:
+    """Results of :func:`analyze`; every table is a pandas DataFrame."""
+
+    def __init__(self, tracking: Tracking) -> None:
+        self.tracking = tracking
+        self.table = tracking.table
+
+    def __repr__(self) -> str:
+        return f"<Analysis {self.table.source!r}: {len(self.table)} TCP packets, {self.connection_count} connections>"
+
+    @property
+    def connection_count(self) -> int:
+        return len(self.tracking.result.connections)
+
+    @property
+    def warnings(self) -> list[str]:
+        return self.table.stats.warnings
+
+    # -- flows
+    @cached_property
+    def flows(self) -> pd.DataFrame:
+        conn = self.tracking.result.connections
+        ends = self.tracking.result.endpoints
+        rows = self.tracking.result.rows
+        table = self.table
+        n = len(conn)
+        first, last = conn[:, rp.C_FIRST_ROW], conn[:, rp.C_LAST_ROW]
+        client_is_src = self.tracking.conversations.direction[first] == conn[:, rp.C_CLIENT_DIR]
+        src_text, dst_text = _row_addresses(table, first)
+        sides = rows[:, rp.R_SIDE]
+        flow_of_row = rows[:, rp.R_CONN]
+        client_packets = np.bincount(flow_of_row[sides == 0], minlength=n)[:n]
+        server_packets = np.bincount(flow_of_row[sides == 1], minlength=n)[:n]
+        start_ns, end_ns = table["ts_ns"][first], table["ts_ns"][last]
+        return pd.DataFrame({
+            "flow": np.arange(n, dtype=np.int64),
+            "client_addr": np.where(client_is_src, src_text, dst_text),
+            "client_port": np.where(client_is_src, table["sport"][first], table["dport"][first]).astype(np.uint16),
+            "server_addr": np.where(client_is_src, dst_text, src_text),
+            "server_port": np.where(client_is_src, table["dport"][first], table["sport"][first]).astype(np.uint16),
+            "start": _datetimes(start_ns),
+            "end": _datetimes(end_ns),
+            "start_epoch": start_ns / 1e9,
+            "end_epoch": end_ns / 1e9,
+            "duration": (end_ns - start_ns) / 1e9,
+            "packets": conn[:, rp.C_PACKETS].astype(np.int64),
+            "client_packets": client_packets.astype(np.int64),
+            "server_packets": server_packets.astype(np.int64),
+            "client_state": _states(ends[0::2, rp.E_STATE]),
+            "server_state": _states(ends[1::2, rp.E_STATE]),
+            "handshake": pd.Categorical.from_codes(_handshake_codes(conn), dtype=HANDSHAKE_DTYPE),
+            "roles_guessed": conn[:, rp.C_GUESSED] == 1,
+            "first_frame": table["frame"][first].astype(np.int64),
+            "last_frame": table["frame"][last].astype(np.int64),
+        })
+
+    # -- transitions
+    @cached_property
+    def transitions(self) -> pd.DataFrame:
+        t = self.tracking.result.transitions
+        table = self.table
+        order = np.lexsort((np.arange(len(t)), t[:, rp.T_TS], t[:, rp.T_CONN]))
+        t = t[order]
+        row = t[:, rp.T_ROW]
+        has_row = row >= 0
+        safe_row = np.where(has_row, row, 0)
+        flags_text = np.where(has_row & (t[:, rp.T_CAUSE] != rp.CAUSE_ASSUMED),
+                              _FLAG_TEXT[table["flags"][safe_row]] if len(table) else "", "")
+        evidence = t[:, rp.T_EVIDENCE]
+        return pd.DataFrame({
+            "flow": t[:, rp.T_CONN].astype(np.int64),
+            "endpoint": pd.Categorical.from_codes(t[:, rp.T_SIDE], dtype=ENDPOINT_DTYPE),
+            "ts": _datetimes(t[:, rp.T_TS]),
+            "ts_epoch": t[:, rp.T_TS] / 1e9,
+            "frame": _frames(table, row),
+            "from_state": _states(t[:, rp.T_FROM]),
+            "to_state": _states(t[:, rp.T_TO]),
+            "flags": flags_text.astype(object),
+            "cause": pd.Categorical.from_codes(t[:, rp.T_CAUSE], dtype=CAUSE_DTYPE),
+            "evidence_frame": _frames(table, evidence),
+        })
+
+    # -- packets
+    @cached_property
+    def packets(self) -> pd.DataFrame:
+        table = self.table
+        rows = self.tracking.result.rows
+        src_text, dst_text = _row_addresses(table, np.arange(len(table)))
+        return pd.DataFrame({
+            "frame": table["frame"].astype(np.int64),
+            "ts": _datetimes(table["ts_ns"]),
+            "ts_epoch": table["ts_ns"] / 1e9,
+            "src_addr": src_text,
+            "src_port": table["sport"],
+            "dst_addr": dst_text,
+            "dst_port": table["dport"],
+            "flags": _FLAG_TEXT[table["flags"]],
+            "seq": table["seq"],
+            "ack": table["ack"],
+            "len": table["payload_len"].astype(np.int64),
+            "win": table["window"],
+            "flow": rows[:, rp.R_CONN],
+            "sender": pd.Categorical.from_codes(rows[:, rp.R_SIDE], dtype=ENDPOINT_DTYPE),
+            "client_state": _states(rows[:, rp.R_CLIENT_STATE]),
+            "server_state": _states(rows[:, rp.R_SERVER_STATE]),
+            "sender_note": _NOTE_TEXT[rows[:, rp.R_NOTE_SENDER]],
+            "receiver_note": _NOTE_TEXT[rows[:, rp.R_NOTE_RECEIVER]],
+        })
+
+    def flow(self, flow_id: int) -> dict[str, pd.DataFrame]:
+        """Every table restricted to one connection."""
+        return {
+            "flows": self.flows[self.flows["flow"] == flow_id],
+            "transitions": self.transitions[self.transitions["flow"] == flow_id],
+            "packets": self.packets[self.packets["flow"] == flow_id],
+        }
+
+
+# --- column helpers ----------------------------------------------------------------
+
+
+def _states(codes: np.ndarray) -> pd.Categorical:
+    """State codes (UNKNOWN = -1 becomes NaN) as the ordered state categorical."""
+    codes = np.asarray(codes, dtype=np.int64)
+    return pd.Categorical.from_codes(np.where(codes < 0, -1, codes), dtype=STATE_DTYPE)
+
+
+def _datetimes(ns: np.ndarray) -> pd.DatetimeIndex:
+    return pd.to_datetime(np.asarray(ns, dtype=np.int64), unit="ns", utc=True)
+
+
+def _frames(table: PacketTable, rows: np.ndarray) -> pd.arrays.IntegerArray:
+    rows = np.asarray(rows, dtype=np.int64)
+    valid = rows >= 0
+    values = np.zeros(len(rows), dtype=np.int64)
+    if len(table):
+        values[valid] = table["frame"][rows[valid]]
+    return pd.arrays.IntegerArray(values, ~valid)
+
+
+def _row_addresses(table: PacketTable, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Source and destination addresses of ``rows`` as text, formatting each distinct address once."""
+    result = []
+    for column in ("src_ip", "dst_ip"):
+        raw = table[column][rows] if len(rows) else np.zeros((0, 16), dtype=np.uint8)
+        unique, inverse = np.unique(np.ascontiguousarray(raw).view(np.dtype((np.void, 16))).ravel(),
+                                    return_inverse=True)
+        text = np.array([format_address(bytes(u)) for u in unique], dtype=object)
+        result.append(text[inverse.ravel()] if len(rows) else np.zeros(0, dtype=object))
+    return result[0], result[1]
+
+
+def _handshake_codes(conn: np.ndarray) -> np.ndarray:
+    seen = conn[:, rp.C_SEEN]
+    both_established = (seen & rp.SEEN_CLIENT_HANDSHAKE != 0) & (seen & rp.SEEN_SERVER_HANDSHAKE != 0)
+    saw_open = (seen & (rp.SEEN_SYN | rp.SEEN_SYN_ACK)) != 0
+    complete = both_established & (seen & rp.SEEN_SYN != 0) & (seen & rp.SEEN_SYN_ACK != 0)
+    return np.where(complete, 0, np.where(saw_open, 1, 2)).astype(np.int8)
+
+
+__all__ = ["Analysis", "analyze", "State"]

@@ -1,0 +1,57 @@
+"""JSON output: ``{"schema": …, "flows": [...], "transitions": [...]}``.
+
+Records carry the DataFrame columns under the same names.  Values are plain
+JSON: categories as their names (null when unknown), datetimes as ISO 8601 UTC
+strings, nullable integers as null, floats rounded to microseconds (nanoseconds stay in the ISO strings).
+The same input gives the same bytes.
+"""
+from __future__ import annotations
+
+import json
+from typing import IO
+
+import numpy as np
+
+SCHEMA = "pcapstate/1"
+
+
+def column_values(series) -> list:
+    """One DataFrame column as a list of JSON-ready Python values."""
+    import pandas as pd
+
+    dtype = series.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        return [None if v != v else str(v) for v in series.astype(object)]
+    if isinstance(dtype, pd.DatetimeTZDtype):
+        return [_iso(v) for v in series.astype("int64").tolist()]
+    if isinstance(dtype, pd.Int64Dtype):
+        return [None if v is pd.NA else int(v) for v in series.astype(object)]
+    if pd.api.types.is_bool_dtype(dtype):
+        return [bool(v) for v in series.tolist()]
+    if pd.api.types.is_float_dtype(dtype):
+        return [None if v != v else round(float(v), 6) for v in series.tolist()]  # microseconds
+    if pd.api.types.is_integer_dtype(dtype):
+        return [int(v) for v in series.tolist()]
+    return [None if v is None or v != v else str(v) for v in series.astype(object).tolist()]
+
+
+def records(frame) -> list[dict]:
+    columns = {name: column_values(frame[name]) for name in frame.columns}
+    names = list(columns)
+    return [dict(zip(names, values)) for values in zip(*columns.values())] if names else []
+
+
+def _iso(ns: int) -> str:
+    seconds, nanos = divmod(ns, 1_000_000_000)
+    stamp = np.datetime64(seconds, "s").astype(str)
+    fraction = f"{nanos:09d}"
+    fraction = fraction[:6] if fraction.endswith("000") else fraction
+    return f"{stamp}.{fraction}Z"
+
+
+def write_json(tables: dict, out: IO[str], source: str = "") -> None:
+    """``tables`` maps a key ("flows", "transitions", …) to a DataFrame."""
+    document = {"schema": SCHEMA, "source": source}
+    document.update({name: records(frame) for name, frame in tables.items()})
+    json.dump(document, out, indent=1, ensure_ascii=False, allow_nan=False)
+    out.write("\n")

@@ -1,0 +1,49 @@
+"""``pcapstate analyze``'s terminal output: the connection table and the state census.
+
+Reads only the DataFrames of an :class:`~pcapstate.analysis.Analysis`.
+"""
+from __future__ import annotations
+
+from pcapstate.report.text import endpoint, seconds, table
+
+DEFAULT_MAX_ROWS = 50
+
+
+def summary_lines(analysis, max_rows: int | None = DEFAULT_MAX_ROWS) -> list[str]:
+    flows = analysis.flows
+    packets = len(analysis.packets)
+    span = float(flows["end_epoch"].max() - flows["start_epoch"].min()) if len(flows) else 0.0
+    lines = [f"{analysis.table.source}: {packets} TCP packets, {len(flows)} connection"
+             f"{'' if len(flows) == 1 else 's'}, {seconds(span)}"]
+    if not len(flows):
+        return lines
+    lines.append("")
+    shown = flows if max_rows is None else flows.head(max_rows)
+    rows = []
+    for flow in shown.itertuples(index=False):
+        guessed = "?" if flow.roles_guessed else ""
+        rows.append((flow.flow, endpoint(flow.client_addr, flow.client_port) + guessed,
+                     endpoint(flow.server_addr, flow.server_port) + guessed, seconds(flow.duration),
+                     flow.packets, _state(flow.client_state), _state(flow.server_state), flow.handshake))
+    lines += table(("flow", "client", "server", "duration", "packets", "client state", "server state",
+                    "handshake"), rows, right=(0, 3, 4))
+    if len(shown) < len(flows):
+        lines.append(f"... {len(flows) - len(shown)} more connections (--all shows them; "
+                     "--format json writes every one)")
+    if flows["roles_guessed"].any():
+        lines.append("? no SYN in the capture: the connection began before it, roles guessed")
+    lines += [""] + census_lines(flows)
+    return lines
+
+
+def census_lines(flows) -> list[str]:
+    """Connections counted by their final (client, server) state pair, most frequent first."""
+    pairs = (flows.groupby(["client_state", "server_state"], observed=True).size()
+             .reset_index(name="connections")
+             .sort_values(["connections", "client_state", "server_state"], ascending=[False, True, True]))
+    rows = [(_state(r.client_state), _state(r.server_state), r.connections) for r in pairs.itertuples()]
+    return ["connections by final state"] + table(("client", "server", "connections"), rows, right=(2,))
+
+
+def _state(value) -> str:
+    return "?" if value != value else str(value)  # NaN: unknown
