@@ -102,12 +102,12 @@ RULES: dict[tuple[State, Event], tuple[State, Note]] = {
 
 # Plain ACKs and data are the normal traffic of every synchronized state, with two
 # exceptions: payload sent after this endpoint's own FIN, and payload received after
-# the peer's FIN, are irregular.  An ACK of our FIN that arrives when we are past
-# needing it (a duplicate) is a repeat.
+# the peer's FIN, are irregular.  Every segment after our FIN was acknowledged
+# acknowledges it again: normal traffic.
 for _state in _SYNCHRONIZED:
     for _event in (E.SND_ACK, E.RCV_ACK, E.SND_DATA, E.RCV_DATA):
         RULES.setdefault((_state, _event), (_state, N.NONE))
-    RULES.setdefault((_state, E.RCV_ACK_OF_FIN), (_state, N.REPEAT))
+    RULES.setdefault((_state, E.RCV_ACK_OF_FIN), (_state, N.NONE))
     # section 3.10.7.4: a (valid) RST in any synchronized state -> CLOSED
     RULES.setdefault((_state, E.RCV_RST), (S.CLOSED, N.RESET))
     RULES.setdefault((_state, E.SND_RST), (S.CLOSED, N.RESET))

@@ -49,8 +49,8 @@ N_PK = 9
 
 # --- per-connection columns ----------------------------------------------------
 (C_CONV, C_CLIENT_DIR, C_GUESSED, C_FIRST_ROW, C_LAST_ROW, C_PACKETS, C_OVER_RST,
- C_SEEN, C_SERVER_UNDECIDED, C_START_KIND) = range(10)
-N_C = 10
+ C_SEEN, C_SERVER_UNDECIDED, C_START_KIND, C_SERVER_INITIAL) = range(11)
+N_C = 11
 # C_SEEN bits
 SEEN_SYN, SEEN_SYN_ACK, SEEN_CLIENT_HANDSHAKE, SEEN_SERVER_HANDSHAKE = 1, 2, 4, 8
 # C_START_KIND: how the connection began in the capture
@@ -242,6 +242,7 @@ class _Replay:
     def settle_server(self, k: int, state: int) -> None:
         """Decide the initial state of a server first seen through a client's SYN."""
         self.conn[k, C_SERVER_UNDECIDED] = 0
+        self.conn[k, C_SERVER_INITIAL] = state
         if state == LISTEN:
             self.assume(k, 1, LISTEN, int(self.conn[k, C_FIRST_ROW]), CLOSED)
         else:
@@ -434,6 +435,15 @@ class _Replay:
         self.rows[row, R_CLIENT_STATE] = self.ends[2 * k, E_STATE]
         self.rows[row, R_SERVER_STATE] = self.ends[2 * k + 1, E_STATE]
 
+    def backfill_server_states(self) -> None:
+        """Rows captured before the server showed whether it was listening get what it turned out to be."""
+        rows = self.rows
+        for r in range(rows.shape[0]):
+            if rows[r, R_CONN] >= 0 and rows[r, R_SERVER_STATE] == UNKNOWN:
+                initial = self.conn[rows[r, R_CONN], C_SERVER_INITIAL]
+                if initial >= 0:
+                    rows[r, R_SERVER_STATE] = initial
+
     def send(self, k: int, side: int, row: int) -> None:
         p = self.pk[row]
         flags, length, ts = int(p[PK_FLAGS]), int(p[PK_LEN]), int(p[PK_TS])
@@ -464,6 +474,7 @@ class _Replay:
             self.packet(int(order[i]))
         for k in range(self.n_conn):
             self.close_connection(k, self.capture_end, NO_VALUE)
+        self.backfill_server_states()
         return ReplayResult(self.rows, self.conn[: self.n_conn].copy(),
                             self.ends[: 2 * self.n_conn].copy(), self.trans[: self.n_trans].copy())
 
