@@ -7,13 +7,14 @@ Decoder warnings (a truncated file, skipped records) go to stderr as
 """
 from __future__ import annotations
 
+import os
 import sys
 from contextlib import contextmanager
 
 import click
 
 from pcapstate import __version__
-from pcapstate.errors import CaptureReadError, PcapstateError
+from pcapstate.errors import CaptureReadError, FlowNotFoundError, PcapstateError
 
 EXIT_BAD_INPUT = 2
 
@@ -82,11 +83,18 @@ def analyze(capture: str, decoder: str, flow_id: int | None, timeline: bool, fmt
     would have shown them when the capture ended.
     """
     from pcapstate.analysis import analyze as run_analysis
+    from pcapstate.progress import Progress
 
-    analysis = run_analysis(load(capture, decoder), time_wait=time_wait)
+    table = load(capture, decoder)
+    progress = Progress(_size(capture))
+    progress.status(f"replaying {len(table):,} packets from both endpoints")
+    try:
+        analysis = run_analysis(table, time_wait=time_wait)
+        analysis.flows  # noqa: B018  (built here, under the status line)
+    finally:
+        progress.done()
     if flow_id is not None and not (0 <= flow_id < analysis.connection_count):
-        raise click.BadParameter(f"no flow {flow_id} (the capture has {analysis.connection_count})",
-                                 param_hint="--flow")
+        raise FlowNotFoundError(capture, flow_id, analysis.connection_count)
     with _output(output) as out:
         if fmt == "json":
             from pcapstate.report.jsonout import write_json
@@ -134,11 +142,23 @@ def _write_lines(out, lines: list[str]) -> None:
 def load(capture: str, decoder: str = "dpkt"):
     """Decode ``capture`` and print its decoder warnings on stderr."""
     from pcapstate.decode import read_capture
+    from pcapstate.progress import Progress
 
-    table = read_capture(capture, decoder=decoder)
+    progress = Progress(_size(capture))
+    try:
+        table = read_capture(capture, decoder=decoder, progress=progress)
+    finally:
+        progress.done()
     for message in table.stats.warnings:
         click.echo(f"pcapstate: warning: {capture}: {message}", err=True)
     return table
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -27,3 +27,11 @@ class CaptureReadError(PcapstateError):
 
 class DecoderUnavailableError(PcapstateError):
     """An optional decoder (pyshark/tshark) is not installed."""
+
+
+class FlowNotFoundError(PcapstateError):
+    """A flow id the capture does not have."""
+
+    def __init__(self, path: str, flow: int, count: int) -> None:
+        have = "no connections" if count == 0 else f"flows 0 to {count - 1}"
+        super().__init__(f"{path}: no flow {flow} (the capture has {have})")

@@ -19,13 +19,14 @@ DECODERS = ("dpkt", "pyshark")
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-def read_capture(path: str | os.PathLike, decoder: str = "dpkt") -> PacketTable:
+def read_capture(path: str | os.PathLike, decoder: str = "dpkt", progress=None) -> PacketTable:
     """Decode every TCP packet of the capture at ``path``.
 
     Raises a :class:`pcapstate.errors.PcapstateError` subclass when the file is
     unreadable, not a capture, or of an unsupported link type.  A file cut short
     is decoded up to its last complete record; ``table.stats.warnings`` says
-    what was ignored.
+    what was ignored.  ``progress`` (a :class:`pcapstate.progress.Progress`)
+    is told how far decoding has got.
     """
     path = os.fspath(path)
     if decoder == "pyshark":
@@ -35,19 +36,19 @@ def read_capture(path: str | os.PathLike, decoder: str = "dpkt") -> PacketTable:
     if decoder != "dpkt":
         raise ValueError(f"unknown decoder {decoder!r}; choose from {', '.join(DECODERS)}")
     content, warnings = _load(path)
-    table = decode_bytes(content, path)
+    table = decode_bytes(content, path, progress)
     table.stats.warnings[:0] = warnings
     return table
 
 
-def decode_bytes(content, source: str = "") -> PacketTable:
+def decode_bytes(content, source: str = "", progress=None) -> PacketTable:
     """Decode a capture already in memory (pcap, pcapng or tcpdump text)."""
     from pcapstate.decode.records import sniff_format
 
     head = bytes(content[:4096])
     kind = sniff_format(head)
     if kind is not None:
-        return _decode_binary(content, source)
+        return _decode_binary(content, source, progress)
     from pcapstate.decode.text import decode_text, looks_like_tcpdump_text
 
     if looks_like_tcpdump_text(head):
@@ -88,7 +89,7 @@ def _gunzip(compressed: bytes) -> tuple[bytes, list[str]]:
         return data, [f"gzip stream damaged or truncated ({error}); decoded the {len(data)} bytes recovered"]
 
 
-def _decode_binary(content, source: str) -> PacketTable:
+def _decode_binary(content, source: str, progress=None) -> PacketTable:
     from pcapstate.decode.layers import SUPPORTED_LINKTYPES, decode_record, linktype_name
     from pcapstate.decode.records import pcap_linktype, read_records
 
@@ -98,8 +99,13 @@ def _decode_binary(content, source: str) -> PacketTable:
     builder = TableBuilder(source)
     stats = builder.stats
     unsupported: dict[int, int] = {}
+    consumed = 0
     for record in read_records(content, stats):
         stats.records += 1
+        if progress is not None:
+            consumed += 16 + len(record.data)  # a record header and its bytes: near enough for pcapng too
+            if stats.records & 0xFFF == 0:
+                progress.update(consumed, stats.records)
         if record.linktype not in SUPPORTED_LINKTYPES:
             unsupported[record.linktype] = unsupported.get(record.linktype, 0) + 1
             continue
