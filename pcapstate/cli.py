@@ -86,6 +86,7 @@ def analyze(capture: str, decoder: str, flow_id: int | None, timeline: bool, fmt
     from pcapstate.progress import Progress
 
     table = load(capture, decoder)
+    already_warned = len(table.stats.warnings)
     progress = Progress(_size(capture))
     progress.status(f"replaying {len(table):,} packets from both endpoints")
     try:
@@ -93,6 +94,8 @@ def analyze(capture: str, decoder: str, flow_id: int | None, timeline: bool, fmt
         analysis.flows  # noqa: B018  (built here, under the status line)
     finally:
         progress.done()
+    for message in analysis.warnings[already_warned:]:
+        click.echo(f"pcapstate: warning: {capture}: {message}", err=True)
     if flow_id is not None and not (0 <= flow_id < analysis.connection_count):
         raise FlowNotFoundError(capture, flow_id, analysis.connection_count)
     with _output(output) as out:

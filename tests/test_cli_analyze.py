@@ -111,3 +111,25 @@ def test_console_script_and_module_agree():
     assert script, "the pcapstate console script is installed"
     direct = subprocess.run([script, "analyze", str(SAMPLES / "refused.pcap")], capture_output=True, text=True)
     assert direct.stdout == run("analyze", str(SAMPLES / "refused.pcap")).stdout
+
+
+def test_disorder_duplicates_and_garbage_are_visible(tmp_path):
+    from builder import Talk, write_pcap
+
+    talk = Talk()
+    talk.client("S")
+    talk.server("S.")
+    talk.client(".")
+    talk.client("FS")  # garbage flags
+    talk.client("F.")
+    talk.server(".")
+    frames = talk.frames()
+    frames = [frames[0], frames[2], frames[1], frames[3], frames[4], frames[4], frames[5]]  # disorder, a copy
+    path = write_pcap(tmp_path / "awkward.pcap", frames)
+    result = run("analyze", str(path))
+    assert "1 packets are earlier than the packet before them" in result.stderr
+    lines = result.stdout.splitlines()
+    notes = {tuple(line.split()[:3]) for line in lines[lines.index(
+        "packets that repeat a step or make no sense in the state they met"):]}
+    assert ("invalid_flags", "sender", "1") in notes
+    assert ("repeat", "sender", "1") in notes  # the duplicated FIN

@@ -33,7 +33,29 @@ def summary_lines(analysis, max_rows: int | None = DEFAULT_MAX_ROWS) -> list[str
     if flows["roles_guessed"].any():
         lines.append("? no SYN in the capture: the connection began before it, roles guessed")
     lines += [""] + census_lines(flows)
+    irregular = irregularity_lines(analysis.packets)
+    if irregular:
+        lines += [""] + irregular
     return lines
+
+
+def irregularity_lines(packets) -> list[str]:
+    """Packets whose step made no sense or repeated one, counted by kind (frames of the first few)."""
+    rows = []
+    for role, column in (("sender", "sender_note"), ("receiver", "receiver_note")):
+        noted = packets[~packets[column].isin(_MEANINGS)]
+        for note, group in noted.groupby(column, sort=True):
+            frames = group["frame"].tolist()
+            shown = ", ".join(str(f) for f in frames[:5]) + (", ..." if len(frames) > 5 else "")
+            rows.append((note, role, len(frames), shown))
+    if not rows:
+        return []
+    rows.sort(key=lambda r: (-r[2], r[0], r[1]))
+    return ["packets that repeat a step or make no sense in the state they met"] + \
+        table(("note", "for the", "packets", "frames"), rows, right=(2,))
+
+
+_MEANINGS = ("", "refused", "reset")  # notes that name a normal event, not an irregularity
 
 
 def census_lines(flows) -> list[str]:
