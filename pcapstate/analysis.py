@@ -67,6 +67,10 @@ from pcapstate import replay as rp
 from pcapstate.flags import to_tcpdump
 from pcapstate.states import CAUSE_NAMES, NOTE_NAMES, SIDE_NAMES, STATE_NAMES, Note, State
 from pcapstate.table import PacketTable, format_address
+from pcapstate.findings import Findings, compute
+from pcapstate.findings.anomalies import KIND_NAMES, Thresholds
+from pcapstate.findings.backoff import PATTERNS
+from pcapstate.findings.retransmissions import CLASS_NAMES, KIND_NAMES as SEGMENT_NAMES
 from pcapstate.tracker import DEFAULT_TIME_WAIT_S, Tracking, track
 
 STATE_DTYPE = pd.CategoricalDtype(list(STATE_NAMES), ordered=True)
@@ -74,16 +78,24 @@ ENDPOINT_DTYPE = pd.CategoricalDtype(list(SIDE_NAMES))
 CAUSE_DTYPE = pd.CategoricalDtype(list(CAUSE_NAMES))
 HANDSHAKE_NAMES = ("complete", "partial", "none")
 HANDSHAKE_DTYPE = pd.CategoricalDtype(list(HANDSHAKE_NAMES))
+SEGMENT_DTYPE = pd.CategoricalDtype(list(SEGMENT_NAMES))
+CLASS_DTYPE = pd.CategoricalDtype(list(CLASS_NAMES[1:]))
+PATTERN_DTYPE = pd.CategoricalDtype(list(PATTERNS))
+ANOMALY_DTYPE = pd.CategoricalDtype(list(KIND_NAMES), ordered=True)  # worst first
 _FLAG_TEXT = np.array([to_tcpdump(v) for v in range(0x200)], dtype=object)
 _NOTE_TEXT = np.array(["" if n == Note.NONE else name for n, name in zip(Note, NOTE_NAMES)], dtype=object)
 
 
-def analyze(source, *, decoder: str = "dpkt", time_wait: float = DEFAULT_TIME_WAIT_S) -> "Analysis":
+def analyze(source, *, decoder: str = "dpkt", time_wait: float = DEFAULT_TIME_WAIT_S,
+            **thresholds) -> "Analysis":
     """Decode a capture and replay every TCP connection from both endpoints.
 
     ``source`` is a path (pcap, pcapng, gzip of either, or ``tcpdump -n``
     text) or an already decoded :class:`~pcapstate.table.PacketTable`.
-    ``time_wait`` is 2*MSL in seconds (Linux: 60).
+    ``time_wait`` is 2*MSL in seconds (Linux: 60).  Other keywords set the
+    anomaly thresholds (:class:`pcapstate.findings.anomalies.Thresholds`):
+    ``stuck_after`` (seconds in CLOSE_WAIT or FIN_WAIT_2, default 1),
+    ``flood_connections`` (20), ``flood_sources`` (10), ``flood_window`` (10 s).
 
     >>> a = analyze("samples/client_closes_first.pcap")
     >>> a.flows[["client_state", "server_state", "handshake"]].iloc[0].tolist()
@@ -95,15 +107,16 @@ def analyze(source, *, decoder: str = "dpkt", time_wait: float = DEFAULT_TIME_WA
         from pcapstate.decode import read_capture
 
         table = read_capture(os.fspath(source), decoder=decoder)
-    return Analysis(track(table, time_wait=time_wait))
+    return Analysis(track(table, time_wait=time_wait), Thresholds(**thresholds))
 
 
 class Analysis:
     """Results of :func:`analyze`; every table is a pandas DataFrame."""
 
-    def __init__(self, tracking: Tracking) -> None:
+    def __init__(self, tracking: Tracking, thresholds: Thresholds = Thresholds()) -> None:
         self.tracking = tracking
         self.table = tracking.table
+        self.thresholds = thresholds
 
     def __repr__(self) -> str:
         return f"<Analysis {self.table.source!r}: {len(self.table)} TCP packets, {self.connection_count} connections>"
@@ -207,13 +220,80 @@ class Analysis:
             "receiver_note": _NOTE_TEXT[rows[:, rp.R_NOTE_RECEIVER]],
         })
 
+    # -- findings
+    @cached_property
+    def findings(self) -> Findings:
+        flows = self.flows
+        names = [(_endpoint(c, cp), _endpoint(s, sp)) for c, cp, s, sp in zip(
+            flows["client_addr"], flows["client_port"], flows["server_addr"], flows["server_port"])]
+        return compute(self.tracking, names, self.thresholds)
+
+    @cached_property
+    def retransmissions(self) -> pd.DataFrame:
+        retx = self.findings.retransmissions
+        rows = np.flatnonzero(retx.klass > 0)
+        rows = rows[np.lexsort((self.table["frame"][rows], self.table["ts_ns"][rows]))]
+        replay_rows = self.tracking.result.rows
+        interval = retx.interval_ns[rows]
+        return pd.DataFrame({
+            "flow": replay_rows[rows, rp.R_CONN].astype(np.int64),
+            "sender": pd.Categorical.from_codes(replay_rows[rows, rp.R_SIDE], dtype=ENDPOINT_DTYPE),
+            "kind": pd.Categorical.from_codes(retx.kind[rows], dtype=SEGMENT_DTYPE),
+            "class": pd.Categorical.from_codes(retx.klass[rows] - 1, dtype=CLASS_DTYPE),
+            "frame": self.table["frame"][rows].astype(np.int64),
+            "ts": _datetimes(self.table["ts_ns"][rows]),
+            "ts_epoch": self.table["ts_ns"][rows] / 1e9,
+            "original_frame": _frames(self.table, retx.original_row[rows]),
+            "attempt": retx.attempt[rows],
+            "interval": np.where(interval >= 0, interval / 1e9, np.nan),
+        })
+
+    @cached_property
+    def retries(self) -> pd.DataFrame:
+        """One row per segment sent more than once: the retry chain and its backoff."""
+        chains = self.findings.chains
+        table = self.table
+        first = np.array([r[0] for r in chains.rows], dtype=np.int64)
+        last = np.array([r[-1] for r in chains.rows], dtype=np.int64)
+        start, end = table["ts_ns"][first], table["ts_ns"][last]
+        return pd.DataFrame({
+            "flow": chains.flow,
+            "sender": pd.Categorical.from_codes(chains.side, dtype=ENDPOINT_DTYPE),
+            "kind": pd.Categorical.from_codes(chains.kind, dtype=SEGMENT_DTYPE),
+            "original_frame": _frames(table, np.where(chains.original_known, first, -1)),
+            "first_frame": table["frame"][first].astype(np.int64),
+            "last_frame": table["frame"][last].astype(np.int64),
+            "sends": np.array([len(r) for r in chains.rows], dtype=np.int64),
+            "start": _datetimes(start),
+            "span": (end - start) / 1e9,
+            "intervals": pd.Series([tuple(round(i, 6) for i in x) for x in chains.intervals], dtype=object),
+            "pattern": pd.Categorical(chains.pattern, dtype=PATTERN_DTYPE),
+            "initial_rto": chains.initial_rto,
+            "answered": chains.answer_row >= 0,
+            "answer_frame": _frames(table, chains.answer_row),
+        })
+
+    @cached_property
+    def anomalies(self) -> pd.DataFrame:
+        found = self.findings.anomalies
+        flow = np.array(found.flow, dtype=np.int64)
+        endpoint = np.array(found.endpoint, dtype=np.int64)
+        ts = np.array(found.ts, dtype=np.int64)
+        frame = pd.DataFrame({
+            "flow": pd.arrays.IntegerArray(np.maximum(flow, 0), flow < 0),
+            "kind": pd.Categorical.from_codes(np.array(found.kind, dtype=np.int64), dtype=ANOMALY_DTYPE),
+            "endpoint": pd.Categorical.from_codes(endpoint, dtype=ENDPOINT_DTYPE),
+            "ts": _datetimes(ts),
+            "ts_epoch": ts / 1e9,
+            "frame": _frames(self.table, np.array(found.row, dtype=np.int64)),
+            "detail": pd.Series(found.detail, dtype=object),
+        })
+        return frame.sort_values(["kind", "ts_epoch", "flow"], kind="stable").reset_index(drop=True)
+
     def flow(self, flow_id: int) -> dict[str, pd.DataFrame]:
         """Every table restricted to one connection."""
-        return {
-            "flows": self.flows[self.flows["flow"] == flow_id],
-            "transitions": self.transitions[self.transitions["flow"] == flow_id],
-            "packets": self.packets[self.packets["flow"] == flow_id],
-        }
+        tables = ("flows", "transitions", "packets", "retransmissions", "retries", "anomalies")
+        return {name: getattr(self, name)[getattr(self, name)["flow"] == flow_id] for name in tables}
 
 
 # --- column helpers ----------------------------------------------------------------
@@ -248,6 +328,10 @@ def _row_addresses(table: PacketTable, rows: np.ndarray) -> tuple[np.ndarray, np
         text = np.array([format_address(bytes(u)) for u in unique], dtype=object)
         result.append(text[inverse.ravel()] if len(rows) else np.zeros(0, dtype=object))
     return result[0], result[1]
+
+
+def _endpoint(addr: str, port: int) -> str:
+    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
 
 
 def _handshake_codes(conn: np.ndarray) -> np.ndarray:

@@ -96,18 +96,58 @@ def analyze(capture: str, decoder: str, flow_id: int | None, timeline: bool, fmt
         progress.done()
     for message in analysis.warnings[already_warned:]:
         click.echo(f"pcapstate: warning: {capture}: {message}", err=True)
-    if flow_id is not None and not (0 <= flow_id < analysis.connection_count):
-        raise FlowNotFoundError(capture, flow_id, analysis.connection_count)
+    _check_flow(capture, analysis, flow_id)
     with _output(output) as out:
         if fmt == "json":
             from pcapstate.report.jsonout import write_json
 
-            tables = {"flows": analysis.flows, "transitions": analysis.transitions}
+            tables = {"flows": analysis.flows, "transitions": analysis.transitions,
+                      "retransmissions": analysis.retransmissions, "retries": analysis.retries,
+                      "anomalies": analysis.anomalies}
             if flow_id is not None:
                 tables = {name: frame[frame["flow"] == flow_id] for name, frame in tables.items()}
             write_json(tables, out, capture)
             return
         _write_lines(out, _analyze_text(analysis, flow_id, timeline, show_all))
+
+
+@cli.command()
+@click.argument("capture", type=click.Path(dir_okay=False))
+@_decoder_option
+@click.option("--flow", "flow_id", type=int, default=None, help="Only this connection.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="table for people, json for programs.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write to this file instead of standard output.")
+def retries(capture: str, decoder: str, flow_id: int | None, fmt: str, output: str | None) -> None:
+    """Every segment sent more than once: its attempts, intervals and backoff.
+
+    One row per retry chain (a SYN, SYN-ACK, FIN, RST or data segment sent more
+    than once): how many sends over how long, the intervals between them, the
+    backoff they show (doubling, linear-then-doubling, constant, irregular), the
+    initial RTO, and which frame finally acknowledged it.
+    """
+    from pcapstate.analysis import analyze as run_analysis
+
+    analysis = run_analysis(load(capture, decoder))
+    _check_flow(capture, analysis, flow_id)
+    with _output(output) as out:
+        if fmt == "json":
+            from pcapstate.report.jsonout import write_json
+
+            tables = {"retries": analysis.retries, "retransmissions": analysis.retransmissions}
+            if flow_id is not None:
+                tables = {name: frame[frame["flow"] == flow_id] for name, frame in tables.items()}
+            write_json(tables, out, capture)
+            return
+        from pcapstate.report.retries import retries_lines
+
+        _write_lines(out, retries_lines(analysis, flow_id))
+
+
+def _check_flow(capture: str, analysis, flow_id: int | None) -> None:
+    if flow_id is not None and not (0 <= flow_id < analysis.connection_count):
+        raise FlowNotFoundError(capture, flow_id, analysis.connection_count)
 
 
 def _analyze_text(analysis, flow_id: int | None, timeline: bool, show_all: bool) -> list[str]:

@@ -62,8 +62,8 @@ N_E = 7
 NO_VALUE = -1
 
 # --- per-row output columns ----------------------------------------------------
-R_CONN, R_SIDE, R_CLIENT_STATE, R_SERVER_STATE, R_NOTE_SENDER, R_NOTE_RECEIVER = range(6)
-N_R = 6
+R_CONN, R_SIDE, R_CLIENT_STATE, R_SERVER_STATE, R_NOTE_SENDER, R_NOTE_RECEIVER, R_SENDER_BEFORE = range(7)
+N_R = 7
 
 # --- transition columns --------------------------------------------------------
 T_CONN, T_SIDE, T_TS, T_ROW, T_FROM, T_TO, T_CAUSE, T_EVIDENCE = range(8)
@@ -421,6 +421,7 @@ class _Replay:
             c[C_SEEN] |= SEEN_SYN_ACK
         # 1. what this packet's ACK proves its sender had received
         self.drain(k, sender, row, ts, False)
+        self.rows[row, R_SENDER_BEFORE] = self.ends[2 * k + sender, E_STATE]
         # 2. the sender's own transition (observed)
         self.send(k, sender, row)
         # 3. the receiver's (inferred, on evidence)

@@ -21,6 +21,7 @@ DEFAULT_TIME_WAIT_S = 60.0  # 2*MSL as Linux implements it (TCP_TIMEWAIT_LEN)
 class Tracking:
     table: PacketTable
     conversations: conversations.Conversations
+    packets: np.ndarray  # the replay's input matrix (replay.PK_* columns)
     result: replay.ReplayResult
     time_wait_s: float
 
@@ -90,4 +91,4 @@ def track(table: PacketTable, time_wait: float = DEFAULT_TIME_WAIT_S) -> Trackin
     guess = guess_client_direction(pk, convs)
     end = int(table["ts_ns"].max()) if len(table) else 0
     result = replay.replay(pk, convs.order, convs.count, guess, int(round(time_wait * 1e9)), end)
-    return Tracking(table, convs, result, time_wait)
+    return Tracking(table, convs, pk, result, time_wait)

@@ -82,7 +82,7 @@ def test_packets_table_carries_flags_flow_and_states(close):
 
 def test_one_flow_slice(close):
     parts = close.flow(0)
-    assert set(parts) == {"flows", "transitions", "packets"}
+    assert set(parts) == {"flows", "transitions", "packets", "retransmissions", "retries", "anomalies"}
     assert len(parts["packets"]) == 11
 
 

@@ -28,9 +28,26 @@ def test_summary_rows_and_census():
     assert out[-1].split() == ["TIME_WAIT", "CLOSED", "1"]
 
 
+def section(lines: list[str], title: str) -> list[str]:
+    """The lines of one titled section of the summary, up to the next blank line."""
+    start = lines.index(title)
+    end = lines.index("", start) if "" in lines[start:] else len(lines)
+    return lines[start + 1:end]
+
+
 def test_census_counts_the_flood():
     out = run("analyze", str(SAMPLES / "syn_flood.pcap")).stdout.splitlines()
-    assert out[-1].split() == ["SYN_SENT", "SYN_RCVD", "30"]
+    assert section(out, "connections by final state")[-1].split() == ["SYN_SENT", "SYN_RCVD", "30"]
+
+
+def test_anomalies_are_grouped_worst_first():
+    out = run("analyze", str(SAMPLES / "syn_flood.pcap")).stdout.splitlines()
+    anomalies = section(out, "anomalies, worst first")
+    assert anomalies[0] == "  half_open_flood (1)"
+    assert "30 half-open connections to 10.77.0.2:5000 from 30 sources" in anomalies[1]
+    assert anomalies[2] == "  synack_unanswered (30)"
+    assert anomalies[-1].startswith("    ... 27 more like these (flows 3, 4, 5")
+    assert len(anomalies) == 7  # 30 findings of one kind do not make 30 lines
 
 
 def test_timeline_ladder_of_one_flow():
@@ -129,7 +146,7 @@ def test_disorder_duplicates_and_garbage_are_visible(tmp_path):
     result = run("analyze", str(path))
     assert "1 packets are earlier than the packet before them" in result.stderr
     lines = result.stdout.splitlines()
-    notes = {tuple(line.split()[:3]) for line in lines[lines.index(
-        "packets that repeat a step or make no sense in the state they met"):]}
-    assert ("invalid_flags", "sender", "1") in notes
+    notes = {tuple(line.split()[:3]) for line in section(
+        lines, "packets that repeat a step or make no sense in the state they met")}
     assert ("repeat", "sender", "1") in notes  # the duplicated FIN
+    assert "  invalid_flags (1)" in section(lines, "anomalies, worst first")

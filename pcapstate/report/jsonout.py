@@ -32,7 +32,17 @@ def column_values(series) -> list:
         return [None if v != v else round(float(v), 6) for v in series.tolist()]  # microseconds
     if pd.api.types.is_integer_dtype(dtype):
         return [int(v) for v in series.tolist()]
-    return [None if v is None or v != v else str(v) for v in series.astype(object).tolist()]
+    return [_plain(v) for v in series.astype(object).tolist()]
+
+
+def _plain(value):
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if isinstance(value, float):
+        return None if value != value else round(value, 6)
+    if value is None or value != value:
+        return None
+    return value if isinstance(value, (int, str)) else str(value)
 
 
 def records(frame) -> list[dict]:

@@ -4,6 +4,8 @@ Reads only the DataFrames of an :class:`~pcapstate.analysis.Analysis`.
 """
 from __future__ import annotations
 
+import pandas as pd
+
 from pcapstate.report.text import endpoint, seconds, table
 
 DEFAULT_MAX_ROWS = 50
@@ -33,9 +35,30 @@ def summary_lines(analysis, max_rows: int | None = DEFAULT_MAX_ROWS) -> list[str
     if flows["roles_guessed"].any():
         lines.append("? no SYN in the capture: the connection began before it, roles guessed")
     lines += [""] + census_lines(flows)
+    anomalies = anomaly_lines(analysis.anomalies)
+    if anomalies:
+        lines += [""] + anomalies
     irregular = irregularity_lines(analysis.packets)
     if irregular:
         lines += [""] + irregular
+    return lines
+
+
+def anomaly_lines(anomalies, examples: int = 3) -> list[str]:
+    """Anomalies grouped by kind, worst first: a few sentences each, then the flows of the rest."""
+    if anomalies.empty:
+        return []
+    lines = ["anomalies, worst first"]
+    for kind, group in anomalies.groupby("kind", observed=True, sort=True):
+        lines.append(f"  {kind} ({len(group)})")
+        for row in group.head(examples).itertuples(index=False):
+            where = "capture" if row.flow is _NA or row.flow != row.flow else f"flow {row.flow}"
+            lines.append(f"    {where}: {row.detail}")
+        rest = group.iloc[examples:]
+        if len(rest):
+            flows = ", ".join(str(f) for f in rest["flow"].dropna().head(10))
+            more = f" and {len(rest) - 10} more" if len(rest) > 10 else ""
+            lines.append(f"    ... {len(rest)} more like these (flows {flows}{more})")
     return lines
 
 
@@ -55,7 +78,9 @@ def irregularity_lines(packets) -> list[str]:
         table(("note", "for the", "packets", "frames"), rows, right=(2,))
 
 
-_MEANINGS = ("", "refused", "reset")  # notes that name a normal event, not an irregularity
+# notes that name a normal event, or that the anomalies above already report
+_MEANINGS = ("", "refused", "reset", "data_after_fin", "invalid_flags", "ack_unseen_data")
+_NA = pd.NA
 
 
 def census_lines(flows) -> list[str]:

@@ -1,0 +1,34 @@
+"""Findings: what the replay's results mean.
+
+Retransmissions (:mod:`.retransmissions`), their retry chains and backoff
+(:mod:`.backoff`), and anomaly flags (:mod:`.anomalies`).  Each reads the
+packet table and the tracking results and returns columns; none reaches back
+into decoding, and none imports pandas.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pcapstate.findings.anomalies import Context, Found, Thresholds, find_anomalies
+from pcapstate.findings.backoff import Chains, build_chains
+from pcapstate.findings.retransmissions import Retransmissions, classify
+
+
+@dataclass
+class Findings:
+    retransmissions: Retransmissions
+    chains: Chains
+    anomalies: Found
+
+
+def compute(tracking, names: list[tuple[str, str]], thresholds: Thresholds = Thresholds()) -> Findings:
+    """All findings of a :class:`~pcapstate.tracker.Tracking`.
+
+    ``names`` holds the client and server endpoint text of each flow, for the sentences.
+    """
+    result, table, packets = tracking.result, tracking.table, tracking.packets
+    retx = classify(packets, tracking.conversations.order, result.rows, table["window"], len(result.connections))
+    chains = build_chains(packets, result.rows, retx)
+    context = Context(packets, result.rows, result.connections, result.endpoints, result.transitions,
+                      retx.flags, chains, names, table["frame"], tracking.capture_end_ns, thresholds)
+    return Findings(retx, chains, find_anomalies(context))

@@ -1,0 +1,251 @@
+"""Retransmissions, classed as Wireshark classes them, and the per-packet analysis flags.
+
+A segment that occupies sequence space (payload, SYN or FIN) and starts below
+the highest sequence number its sender has sent re-sends sequence space: it is
+a retransmission unless it is a keep-alive probe (one old byte or none, at
+snd.nxt - 1) or a zero-window probe (one byte at snd.nxt into a closed window).
+Its class follows Wireshark's ``tcp_analyze_sequence_number``
+(epan/dissectors/packet-tcp.c, the version in tshark 4.0), in this order:
+
+1. **fast**: the peer has sent at least two duplicate ACKs for exactly this
+   sequence number, the last of them less than 20 ms earlier;
+2. not a retransmission but **out of order**: it comes within the handshake
+   RTT (3 ms without a handshake) of the highest segment and does not end
+   where that one ended;
+3. **spurious**: the peer had already acknowledged all of it;
+4. otherwise **timeout** (Wireshark's plain "retransmission").
+
+Two deliberate differences from Wireshark, which only change SYN, SYN-ACK and
+FIN segments (data retransmissions match tshark's): "already acknowledged" and
+"ends where that one ended" count the SYN or FIN's own sequence number (a FIN
+whose preceding data was acknowledged is not spurious), and the acknowledgement
+number of a segment without the ACK flag is ignored (Wireshark reads the field
+anyway, so the SYN-ACK retransmissions of a SYN flood come out as spurious or not
+at random).  A RST repeated with the same sequence number is a RST
+retransmission (Wireshark does not look at RSTs).  The kind of segment re-sent is SYN, SYN-ACK, FIN, RST
+or data.
+
+The loop keeps per-endpoint state in integer arrays indexed by ``2 * flow +
+side`` and writes per-row codes; the chain facts (original frame, attempt
+number, interval) are then computed for all rows at once by grouping
+transmissions of the same (flow, sender, sequence number).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum, IntFlag
+
+import numpy as np
+
+from pcapstate import replay as rp
+
+NS = 1_000_000_000
+FAST_WINDOW_NS = 20_000_000  # the duplicate ACKs must be this recent
+DEFAULT_OOO_NS = 3_000_000  # out-of-order threshold without a handshake RTT
+
+
+class RetransmissionClass(IntEnum):
+    NONE = 0
+    TIMEOUT = 1
+    FAST = 2
+    SPURIOUS = 3
+
+
+CLASS_NAMES = ("", "timeout", "fast", "spurious")
+
+
+class SegmentKind(IntEnum):
+    SYN = 0
+    SYN_ACK = 1
+    FIN = 2
+    RST = 3
+    DATA = 4
+
+
+KIND_NAMES = ("SYN", "SYN-ACK", "FIN", "RST", "data")
+
+
+class Analysis(IntFlag):
+    """Per-packet flags, Wireshark's ``tcp.analysis.*`` names in comments."""
+
+    RETRANSMISSION = 1  # any class above
+    OUT_OF_ORDER = 2  # tcp.analysis.out_of_order
+    KEEP_ALIVE = 4  # tcp.analysis.keep_alive
+    ZERO_WINDOW_PROBE = 8  # tcp.analysis.zero_window_probe
+    ZERO_WINDOW = 16  # tcp.analysis.zero_window
+    LOST_SEGMENT = 32  # tcp.analysis.lost_segment: the previous segment was not captured
+    ACK_UNSEEN = 64  # tcp.analysis.ack_lost_segment: ACKs a segment not captured
+    DUPLICATE_ACK = 128  # tcp.analysis.duplicate_ack
+
+
+# per-endpoint (sender) columns
+(F_NEXTSEQ, F_NEXTSEQ_TS, F_LASTACK, F_LASTACK_TS, F_DUPACKS, F_WINDOW, F_MAXSEQ_TO_ACK,
+ F_LAST_RST_SEQ, F_LAST_MARK) = range(9)
+N_F = 9
+UNSET = -1
+
+
+@dataclass
+class Retransmissions:
+    """Per packet-table row: class (RetransmissionClass), kind (SegmentKind) and analysis flags."""
+
+    klass: np.ndarray  # int8
+    kind: np.ndarray  # int8, meaningful where klass > 0
+    flags: np.ndarray  # int16 Analysis bits
+    original_row: np.ndarray  # int64, -1 when not a retransmission or the original was not captured
+    attempt: np.ndarray  # int64, 1 for the first re-send, 0 otherwise
+    interval_ns: np.ndarray  # int64, since the previous send of the same segment; -1 unknown
+
+
+def segment_kind(flags: int, length: int) -> int:
+    if flags & rp.RST:
+        return SegmentKind.RST
+    if flags & rp.SYN:
+        return SegmentKind.SYN_ACK if flags & rp.ACK else SegmentKind.SYN
+    if flags & rp.FIN:
+        return SegmentKind.FIN
+    return SegmentKind.DATA
+
+
+def _lt(a: int, b: int) -> bool:
+    return a != b and not rp.seq_ge(a, b)
+
+
+def _first_rtt(pk: np.ndarray, order: np.ndarray, rows: np.ndarray, n_conn: int) -> np.ndarray:
+    """Per connection, Wireshark's ``ts_first_rtt``: the latest SYN to the first ACK after it."""
+    last_syn = np.full(n_conn, UNSET, dtype=np.int64)
+    rtt = np.zeros(n_conn, dtype=np.int64)
+    for row in order:
+        k = rows[row, rp.R_CONN]
+        flags = pk[row, rp.PK_FLAGS]
+        if flags & rp.SYN and not flags & rp.ACK:
+            last_syn[k] = pk[row, rp.PK_TS]
+        elif flags & rp.ACK and not flags & rp.SYN and rtt[k] == 0 and last_syn[k] >= 0:
+            rtt[k] = max(pk[row, rp.PK_TS] - last_syn[k], 1)
+    return rtt
+
+
+def classify(pk: np.ndarray, order: np.ndarray, rows: np.ndarray, window: np.ndarray, n_conn: int) -> Retransmissions:
+    """Classify every row (see the module docstring); ``window`` is the raw window column."""
+    n = pk.shape[0]
+    klass = np.zeros(n, dtype=np.int8)
+    kind = np.zeros(n, dtype=np.int8)
+    marks = np.zeros(n, dtype=np.int16)
+    ends = np.full((2 * n_conn, N_F), UNSET, dtype=np.int64)
+    ends[:, F_DUPACKS] = 0
+    ends[:, F_LAST_MARK] = 0
+    ooo = _first_rtt(pk, order, rows, n_conn)
+    for row in order:
+        k, side = rows[row, rp.R_CONN], rows[row, rp.R_SIDE]
+        fwd, rev = ends[2 * k + side], ends[2 * k + 1 - side]
+        flags, seq, ack = int(pk[row, rp.PK_FLAGS]), int(pk[row, rp.PK_SEQ]), int(pk[row, rp.PK_ACK])
+        length, ts, win = int(pk[row, rp.PK_LEN]), int(pk[row, rp.PK_TS]), int(window[row])
+        threshold = ooo[k] if ooo[k] > 0 else DEFAULT_OOO_NS
+        mark = _analyse_flags(fwd, rev, flags, seq, ack, length, win)
+        if mark & Analysis.ZERO_WINDOW_PROBE == 0 and (length > 0 or flags & (rp.SYN | rp.FIN)) \
+                and fwd[F_NEXTSEQ] >= 0 and _lt(seq, int(fwd[F_NEXTSEQ])) and not mark & Analysis.KEEP_ALIVE:
+            verdict = _retransmission_class(fwd, rev, seq, rp.segment_end(flags, seq, length), ts, threshold)
+            if verdict < 0:
+                mark |= Analysis.OUT_OF_ORDER
+            else:
+                klass[row] = verdict
+        elif flags & rp.RST and not flags & rp.SYN:
+            if fwd[F_LAST_RST_SEQ] == seq:
+                klass[row] = RetransmissionClass.TIMEOUT
+            fwd[F_LAST_RST_SEQ] = seq
+        if klass[row]:
+            mark |= Analysis.RETRANSMISSION
+            kind[row] = segment_kind(flags, length)
+        marks[row] = mark
+        _advance(fwd, flags, seq, ack, length, ts, win, mark)
+    original, attempt, interval = chain_positions(pk, rows, klass)
+    return Retransmissions(klass, kind, marks, original, attempt, interval)
+
+
+def _analyse_flags(fwd, rev, flags: int, seq: int, ack: int, length: int, win: int) -> int:
+    """Wireshark's checks before the retransmission test; updates the duplicate-ACK count."""
+    control = flags & (rp.SYN | rp.FIN | rp.RST)
+    if length == 1 and seq == fwd[F_NEXTSEQ] and rev[F_WINDOW] == 0:
+        return _ack_bookkeeping(fwd, rev, flags, ack, Analysis.ZERO_WINDOW_PROBE)
+    mark = 0
+    if win == 0 and not control:
+        mark |= Analysis.ZERO_WINDOW
+    if fwd[F_NEXTSEQ] >= 0 and seq != fwd[F_NEXTSEQ] and rp.seq_ge(seq, int(fwd[F_NEXTSEQ])) and not flags & rp.RST:
+        mark |= Analysis.LOST_SEGMENT
+    if length <= 1 and fwd[F_NEXTSEQ] >= 0 and seq == (fwd[F_NEXTSEQ] - 1) & rp.MASK32 and not control:
+        mark |= Analysis.KEEP_ALIVE
+    same_ack = length == 0 and win != 0 and win == fwd[F_WINDOW] and seq == fwd[F_NEXTSEQ] \
+        and ack == fwd[F_LASTACK] and not control
+    if same_ack and not rev[F_LAST_MARK] & Analysis.KEEP_ALIVE:  # a keep-alive's ACK is no duplicate
+        fwd[F_DUPACKS] += 1
+        mark |= Analysis.DUPLICATE_ACK
+    return _ack_bookkeeping(fwd, rev, flags, ack, mark)
+
+
+def _ack_bookkeeping(fwd, rev, flags: int, ack: int, mark: int) -> int:
+    if ack != fwd[F_LASTACK]:
+        fwd[F_DUPACKS] = 0
+    if flags & rp.ACK and rev[F_MAXSEQ_TO_ACK] >= 0 and ack != rev[F_MAXSEQ_TO_ACK] \
+            and rp.seq_ge(ack, int(rev[F_MAXSEQ_TO_ACK])):
+        mark |= Analysis.ACK_UNSEEN
+        rev[F_MAXSEQ_TO_ACK] = rev[F_NEXTSEQ]
+    return mark
+
+
+def _retransmission_class(fwd, rev, seq: int, end: int, ts: int, threshold: int) -> int:
+    """The class of a segment below snd.nxt, or -1 for out-of-order; ``end`` counts SYN and FIN."""
+    if rev[F_DUPACKS] >= 2 and rev[F_LASTACK] == seq and ts - rev[F_LASTACK_TS] < FAST_WINDOW_NS:
+        return RetransmissionClass.FAST
+    if ts - fwd[F_NEXTSEQ_TS] < threshold and fwd[F_NEXTSEQ] != end:
+        return -1
+    if rev[F_LASTACK] >= 0 and rp.seq_ge(int(rev[F_LASTACK]), end):
+        return RetransmissionClass.SPURIOUS
+    return RetransmissionClass.TIMEOUT
+
+
+def _advance(fwd, flags: int, seq: int, ack: int, length: int, ts: int, win: int, mark: int) -> None:
+    """Wireshark's updates after the checks: highest sequence sent, last ACK, window."""
+    nextseq = (seq + length + (1 if flags & (rp.SYN | rp.FIN) else 0)) & rp.MASK32
+    if not mark & Analysis.ZERO_WINDOW_PROBE:
+        if fwd[F_NEXTSEQ] < 0 or (nextseq != fwd[F_NEXTSEQ] and rp.seq_ge(nextseq, int(fwd[F_NEXTSEQ]))):
+            fwd[F_NEXTSEQ], fwd[F_NEXTSEQ_TS] = nextseq, ts
+        if fwd[F_MAXSEQ_TO_ACK] < 0 or seq == fwd[F_MAXSEQ_TO_ACK]:
+            fwd[F_MAXSEQ_TO_ACK] = fwd[F_NEXTSEQ]
+    fwd[F_WINDOW] = win
+    if flags & rp.ACK:
+        fwd[F_LASTACK], fwd[F_LASTACK_TS] = ack, ts
+    fwd[F_LAST_MARK] = mark
+
+
+def chain_positions(pk: np.ndarray, rows: np.ndarray, klass: np.ndarray):
+    """Original row, attempt number and interval of every retransmission.
+
+    Transmissions of the same segment share (flow, sender, kind group, first
+    sequence number); within such a group, in time order, the first one is the
+    original and each later one an attempt.
+    """
+    n = pk.shape[0]
+    original = np.full(n, -1, dtype=np.int64)
+    attempt = np.zeros(n, dtype=np.int64)
+    interval = np.zeros(n, dtype=np.int64)
+    flags, length = pk[:, rp.PK_FLAGS], pk[:, rp.PK_LEN]
+    sends = np.flatnonzero((length > 0) | ((flags & (rp.SYN | rp.FIN | rp.RST)) != 0))
+    if not len(sends):
+        return original, attempt, interval
+    kinds = np.where(flags & rp.RST, 1, np.where(flags & rp.SYN, 2, 0))  # RSTs, SYNs and the rest apart
+    keys = (pk[sends, rp.PK_TS], pk[sends, rp.PK_SEQ], kinds[sends], rows[sends, rp.R_SIDE], rows[sends, rp.R_CONN])
+    ordered = sends[np.lexsort(keys)]
+    same = np.ones(len(ordered), dtype=bool)
+    same[0] = False
+    for column in (rows[:, rp.R_CONN], rows[:, rp.R_SIDE], pk[:, rp.PK_SEQ], kinds):
+        same[1:] &= column[ordered[1:]] == column[ordered[:-1]]
+    start = np.maximum.accumulate(np.where(~same, np.arange(len(ordered)), 0))
+    position = np.arange(len(ordered)) - start
+    is_retx = klass[ordered] > 0
+    first = ordered[start]
+    original[ordered] = np.where(is_retx & (klass[first] == 0), first, -1)
+    attempt[ordered] = np.where(is_retx, np.maximum(position, 1), 0)
+    previous = np.concatenate([ordered[:1], ordered[:-1]])
+    gap = pk[ordered, rp.PK_TS] - pk[previous, rp.PK_TS]
+    interval[ordered] = np.where(is_retx, np.where(same, gap, -1), 0)
+    return original, attempt, interval
