@@ -94,7 +94,7 @@ def analyze(source, *, decoder: str = "dpkt", time_wait: float = DEFAULT_TIME_WA
     text) or an already decoded :class:`~pcapstate.table.PacketTable`.
     ``time_wait`` is 2*MSL in seconds (Linux: 60).  Other keywords set the
     anomaly thresholds (:class:`pcapstate.findings.anomalies.Thresholds`):
-    ``stuck_after`` (seconds in CLOSE_WAIT or FIN_WAIT_2, default 1),
+    ``stuck_after`` (seconds in CLOSE_WAIT or FIN_WAIT_2, default 5),
     ``flood_connections`` (20), ``flood_sources`` (10), ``flood_window`` (10 s).
 
     >>> a = analyze("samples/client_closes_first.pcap")

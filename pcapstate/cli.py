@@ -33,6 +33,23 @@ def _decoder_option(command):
     )(command)
 
 
+_THRESHOLD_OPTIONS = (
+    ("--stuck-after", "stuck_after", click.FloatRange(min=0), 5.0,
+     "Seconds in CLOSE_WAIT or FIN_WAIT_2 (before leaving it) that count as stuck."),
+    ("--flood-connections", "flood_connections", click.IntRange(min=1), 20,
+     "half_open_flood: at least this many half-open connections to one service ..."),
+    ("--flood-sources", "flood_sources", click.IntRange(min=1), 10, "... from at least this many addresses ..."),
+    ("--flood-window", "flood_window", click.FloatRange(min=0), 10.0, "... starting within this many seconds."),
+)
+
+
+def _threshold_options(command):
+    """The anomaly thresholds, shared by every command that reports anomalies."""
+    for flag, name, kind, default, text in reversed(_THRESHOLD_OPTIONS):
+        command = click.option(flag, name, type=kind, default=default, show_default=True, help=text)(command)
+    return command
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="pcapstate")
 @click.option("--debug", is_flag=True, help="Show the full traceback of errors.")
@@ -74,8 +91,9 @@ def packets(capture: str, decoder: str) -> None:
 @click.option("--time-wait", type=click.FloatRange(min=0), default=60.0, show_default=True,
               help="2*MSL in seconds: how long TIME_WAIT lasts before the timer closes it (Linux: 60).")
 @click.option("--all", "show_all", is_flag=True, help="List every connection (default: the first 50).")
+@_threshold_options
 def analyze(capture: str, decoder: str, flow_id: int | None, timeline: bool, fmt: str, output: str | None,
-            time_wait: float, show_all: bool) -> None:
+            time_wait: float, show_all: bool, **thresholds) -> None:
     """Replay every TCP connection from both endpoints and summarise it.
 
     One row per connection (client, server, duration, packets, final state of
@@ -90,7 +108,7 @@ def analyze(capture: str, decoder: str, flow_id: int | None, timeline: bool, fmt
     progress = Progress(_size(capture))
     progress.status(f"replaying {len(table):,} packets from both endpoints")
     try:
-        analysis = run_analysis(table, time_wait=time_wait)
+        analysis = run_analysis(table, time_wait=time_wait, **thresholds)
         analysis.flows  # noqa: B018  (built here, under the status line)
     finally:
         progress.done()
@@ -143,6 +161,79 @@ def retries(capture: str, decoder: str, flow_id: int | None, fmt: str, output: s
         from pcapstate.report.retries import retries_lines
 
         _write_lines(out, retries_lines(analysis, flow_id))
+
+
+@cli.command()
+@click.argument("captures", nargs=-1, required=True, type=click.Path())
+@_decoder_option
+@click.option("--expected", type=click.Path(dir_okay=False), default=None,
+              help="The expectation file (one CAPTURE only; default: <capture>.expected.json beside it).")
+@click.option("--update", is_flag=True, help="Write the expectations from this analysis and say what changed.")
+@click.option("--time-wait", type=click.FloatRange(min=0), default=None,
+              help="2*MSL in seconds (default: the expectation file's, else 60).")
+def check(captures: tuple[str, ...], decoder: str, expected: str | None, update: bool,
+          time_wait: float | None) -> None:
+    """Check that captures still analyze as their expectations say (for CI).
+
+    Each CAPTURE is compared with the expectations beside it
+    (samples/x.pcap -> samples/x.expected.json); a directory means every capture
+    in it.  Exit status 0 when everything matches, 1 with a readable diff
+    (which flow, which field, expected and got) when something does not.
+    --update rewrites the expectations instead and says what changed.
+    """
+    from pathlib import Path
+
+    from pcapstate.check import captures_in, expected_path
+
+    paths: list[Path] = []
+    for name in captures:
+        path = Path(name)
+        paths += captures_in(path) if path.is_dir() else [path]
+    if expected is not None and len(paths) != 1:
+        raise click.UsageError("--expected needs exactly one capture")
+    failed = 0
+    for path in paths:
+        target = Path(expected) if expected is not None else expected_path(path)
+        failed += _check_one(path, target, decoder, update, time_wait)
+    verb = "updated" if update else "checked"
+    click.echo(f"{len(paths)} capture{'s' if len(paths) != 1 else ''} {verb}: "
+               f"{len(paths) - failed} ok, {failed} {'changed' if update else 'failed'}")
+    if failed and not update:
+        sys.exit(1)
+
+
+def _check_one(path, target, decoder: str, update: bool, time_wait: float | None) -> int:
+    """Check (or update) one capture; 1 when it differs from its expectations."""
+    from pcapstate.analysis import analyze as run_analysis
+    from pcapstate.check import compare, dumps, expectations, load
+
+    old = load(target) if target.exists() or not update else None
+    options = dict(old.get("options", {})) if old else {}
+    if time_wait is not None:
+        options["time_wait"] = time_wait
+    options.setdefault("time_wait", 60.0)
+    analysis = run_analysis(load_quietly(str(path), decoder), time_wait=options["time_wait"])
+    got = expectations(analysis, path.name, options)
+    problems = compare(old, got) if old else []
+    if update:
+        if old is None or problems or dumps(old) != dumps(got):
+            target.write_text(dumps(got), encoding="utf-8")
+        state = "created" if old is None else (f"updated, {len(problems)} changes" if problems else "unchanged")
+        click.echo(f"{state:>24}  {target}")
+        for line in problems:
+            click.echo(f"      {line}")
+        return 1 if problems or old is None else 0
+    click.echo(f"{'ok' if not problems else 'FAIL':>4}  {path}" + (f": {len(problems)} differences" if problems else ""))
+    for line in problems:
+        click.echo(f"      {line}")
+    return 1 if problems else 0
+
+
+def load_quietly(capture: str, decoder: str):
+    """Decode without printing warnings: check compares them with the expectations instead."""
+    from pcapstate.decode import read_capture
+
+    return read_capture(capture, decoder=decoder)
 
 
 def _check_flow(capture: str, analysis, flow_id: int | None) -> None:

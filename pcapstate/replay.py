@@ -385,7 +385,7 @@ class _Replay:
         p = self.pk[row]
         flags = int(p[PK_FLAGS])
         fin_end = int(self.ends[2 * k + side, E_FIN_END])
-        events = receive_events(flags, int(p[PK_LEN]), int(p[PK_ACK]), fin_end)
+        events = receive_events(flags, self.new_payload(k, 1 - side, row), int(p[PK_ACK]), fin_end)
         note = NOTE_NONE
         for event in events:
             if event >= 0:
@@ -445,12 +445,23 @@ class _Replay:
                 if initial >= 0:
                     rows[r, R_SERVER_STATE] = initial
 
+    def new_payload(self, k: int, sender: int, row: int) -> int:
+        """Payload length, or 0 for data lying wholly before the sender's own FIN (a re-send of old data)."""
+        length = int(self.pk[row, PK_LEN])
+        fin_end = int(self.ends[2 * k + sender, E_FIN_END])
+        if length and fin_end >= 0 and not self.pk[row, PK_FLAGS] & FIN:
+            end = (int(self.pk[row, PK_SEQ]) + length) & MASK32
+            if seq_ge((fin_end - 1) & MASK32, end):
+                return 0
+        return length
+
     def send(self, k: int, side: int, row: int) -> None:
         p = self.pk[row]
-        flags, length, ts = int(p[PK_FLAGS]), int(p[PK_LEN]), int(p[PK_TS])
+        flags, ts = int(p[PK_FLAGS]), int(p[PK_TS])
+        length = int(p[PK_LEN])
         e = 2 * k + side
         note = NOTE_NONE
-        for event in send_events(flags, length):
+        for event in send_events(flags, self.new_payload(k, side, row)):
             if event >= 0:
                 step_note = self.apply(k, side, event, ts, row, CAUSE_SENT, NO_VALUE)
                 note = step_note if note == NOTE_NONE else note

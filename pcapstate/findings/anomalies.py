@@ -208,9 +208,11 @@ def _stuck(ctx: Context, found: Found) -> None:
             if left >= 0 and until - t[i, rp.T_TS] < limit:
                 continue
             stay = _seconds((until - t[i, rp.T_TS]) / 1e9)
+            peer_fin = state == State.FIN_WAIT_2 and ctx.ends[2 * flow + 1 - side, rp.E_FIN_END] >= 0
+            reason = "the peer's FIN (in the capture) was lost on the way" if peer_fin else why
             text = (f"{ctx.name(flow, side)} stayed in {state.name} {stay} before leaving it" if left >= 0 else
                     f"{ctx.name(flow, side)} was still in {state.name} at the last packet of the capture, {stay} "
-                    f"after entering it: if it stays there, {why}")
+                    f"after entering it: if it stays there, {reason}")
             found.add(flow, kind, side, t[i, rp.T_ROW], t[i, rp.T_TS], text)
 
 
@@ -261,14 +263,14 @@ def _marked_rows(ctx: Context, found: Found) -> None:
     for note, kind, what in _MARKED:
         rows = np.flatnonzero(ctx.rows[:, rp.R_NOTE_SENDER] == note)
         _grouped(ctx, found, rows, kind, lambda flow, side, count, frames: (
-            f"{ctx.name(flow, side)} {what} ({count} packet{'s' if count > 1 else ''}: frames {frames})"))
+            f"{ctx.name(flow, side)} {what} ({_count(count, 'packet')}: {'frames' if count > 1 else 'frame'} {frames})"))
 
 
 def _zero_windows(ctx: Context, found: Found) -> None:
     rows = np.flatnonzero(ctx.marks & Marks.ZERO_WINDOW != 0)
     _grouped(ctx, found, rows, Kind.zero_window, lambda flow, side, count, frames: (
-        f"{ctx.name(flow, side)} advertised a zero window {count} time{'s' if count > 1 else ''} "
-        f"(frames {frames}): its application is not reading fast enough"))
+        f"{ctx.name(flow, side)} advertised a zero window {_count(count, 'time')} "
+        f"({'frames' if count > 1 else 'frame'} {frames}): its application is not reading fast enough"))
 
 
 def _grouped(ctx: Context, found: Found, rows: np.ndarray, kind: Kind, describe) -> None:
@@ -292,7 +294,8 @@ def _simultaneous(ctx: Context, found: Found) -> None:
     closing = t[t[:, rp.T_TO] == State.CLOSING]
     flows, counts = np.unique(closing[:, rp.T_CONN], return_counts=True)
     for flow in flows[counts >= 2]:
-        first = closing[closing[:, rp.T_CONN] == flow][0]
+        mine = closing[closing[:, rp.T_CONN] == flow]
+        first = mine[np.lexsort((ctx.pk[mine[:, rp.T_ROW], rp.PK_TS], mine[:, rp.T_TS]))[0]]
         found.add(flow, Kind.simultaneous_close, -1, first[rp.T_ROW], first[rp.T_TS],
                   "both endpoints sent a FIN before receiving the other's (simultaneous close: CLOSING on both)")
 
@@ -305,7 +308,7 @@ def _capture_edges(ctx: Context, found: Found) -> None:
     for flow in range(len(conn)):
         first, last = int(conn[flow, rp.C_FIRST_ROW]), int(conn[flow, rp.C_LAST_ROW])
         if conn[flow, rp.C_START_KIND] != rp.START_SYN:
-            what = "the handshake" if conn[flow, rp.C_START_KIND] == rp.START_SYN_ACK else "mid-connection"
+            what = "mid-handshake" if conn[flow, rp.C_START_KIND] == rp.START_SYN_ACK else "mid-connection"
             found.add(flow, Kind.no_handshake, -1, first, ctx.pk[first, rp.PK_TS],
                       f"the capture began {what}: no SYN from the client, roles guessed")
         client, server = State(int(ends[2 * flow, rp.E_STATE])), State(int(ends[2 * flow + 1, rp.E_STATE]))
@@ -326,13 +329,25 @@ def _port_reuse(ctx: Context, found: Found) -> None:
             continue
         first = int(ctx.conn[flow, rp.C_FIRST_ROW])
         gap = (ctx.pk[first, rp.PK_TS] - ctx.pk[ctx.conn[previous, rp.C_LAST_ROW], rp.PK_TS]) / 1e9
-        states = "/".join(State(int(ctx.ends[2 * previous + s, rp.E_STATE])).name for s in (0, 1))
+        states = "/".join(_state_before(ctx, previous, side, first) for side in (0, 1))
         found.add(flow, Kind.port_reuse, 0, first, ctx.pk[first, rp.PK_TS],
                   f"a new SYN reuses the 4-tuple of flow {previous} {_seconds(gap)} after its last packet "
-                  f"(it ended {states})")
+                  f"(client/server were {states})")
+
+
+def _state_before(ctx: Context, flow: int, side: int, reuse_row: int) -> str:
+    """The endpoint's state when ``reuse_row`` came (a TIME_WAIT that the new SYN ended counts as TIME_WAIT)."""
+    t = ctx.trans
+    ended = np.flatnonzero((t[:, rp.T_CONN] == flow) & (t[:, rp.T_SIDE] == side) & (t[:, rp.T_ROW] == reuse_row))
+    state = t[ended[0], rp.T_FROM] if len(ended) else ctx.ends[2 * flow + side, rp.E_STATE]
+    return State(int(state)).name
 
 
 # --- text helpers -------------------------------------------------------------------
+
+
+def _count(count: int, noun: str) -> str:
+    return f"{count} {noun}{'s' if count != 1 else ''}"
 
 
 def _seconds(value: float) -> str:
