@@ -26,6 +26,13 @@ handshake         category                complete / partial / none
 roles_guessed     bool                    no SYN seen: who is client was guessed
 first_frame,      int64                   frame numbers of the first and last packet
 last_frame
+conn_state        category (13 codes)     Zeek's conn_state (S0, S1, SF, REJ, ... OTH)
+history           object (str or None)    Zeek's history string (None where Zeek logs -)
+zeek_orig         category                which endpoint Zeek calls the originator: its
+                                          history letters are upper case for that side
+zeek_split        bool                    Zeek would log this flow's later packets as
+                                          further connections (conn_state/history are
+                                          those of the first)
 ================  ======================  ==============================================
 
 ``Analysis.transitions`` — one row per state change of one endpoint, by flow
@@ -72,6 +79,7 @@ from pcapstate.findings.anomalies import KIND_NAMES, Thresholds
 from pcapstate.findings.backoff import PATTERNS
 from pcapstate.findings.retransmissions import CLASS_NAMES, KIND_NAMES as SEGMENT_NAMES
 from pcapstate.tracker import DEFAULT_TIME_WAIT_S, Tracking, track
+from pcapstate.zeek import CONN_STATES
 
 STATE_DTYPE = pd.CategoricalDtype(list(STATE_NAMES), ordered=True)
 ENDPOINT_DTYPE = pd.CategoricalDtype(list(SIDE_NAMES))
@@ -82,12 +90,13 @@ SEGMENT_DTYPE = pd.CategoricalDtype(list(SEGMENT_NAMES))
 CLASS_DTYPE = pd.CategoricalDtype(list(CLASS_NAMES[1:]))
 PATTERN_DTYPE = pd.CategoricalDtype(list(PATTERNS))
 ANOMALY_DTYPE = pd.CategoricalDtype(list(KIND_NAMES), ordered=True)  # worst first
+CONN_STATE_DTYPE = pd.CategoricalDtype(list(CONN_STATES))
 _FLAG_TEXT = np.array([to_tcpdump(v) for v in range(0x200)], dtype=object)
 _NOTE_TEXT = np.array(["" if n == Note.NONE else name for n, name in zip(Note, NOTE_NAMES)], dtype=object)
 
 
 def analyze(source, *, decoder: str = "dpkt", time_wait: float = DEFAULT_TIME_WAIT_S,
-            **thresholds) -> "Analysis":
+            zeek_checksums: bool = False, **thresholds) -> "Analysis":
     """Decode a capture and replay every TCP connection from both endpoints.
 
     ``source`` is a path (pcap, pcapng, gzip of either, or ``tcpdump -n``
@@ -96,6 +105,10 @@ def analyze(source, *, decoder: str = "dpkt", time_wait: float = DEFAULT_TIME_WA
     anomaly thresholds (:class:`pcapstate.findings.anomalies.Thresholds`):
     ``stuck_after`` (seconds in CLOSE_WAIT or FIN_WAIT_2, default 5),
     ``flood_connections`` (20), ``flood_sources`` (10), ``flood_window`` (10 s).
+    ``zeek_checksums`` makes the Zeek summary drop packets with bad checksums,
+    as ``zeek -r`` does; by default it ignores them, as ``zeek -C`` and
+    Wireshark do, since captures taken on a sending host with checksum
+    offload carry wrong checksums on every outgoing packet.
 
     >>> a = analyze("samples/client_closes_first.pcap")
     >>> a.flows[["client_state", "server_state", "handshake"]].iloc[0].tolist()
@@ -107,16 +120,18 @@ def analyze(source, *, decoder: str = "dpkt", time_wait: float = DEFAULT_TIME_WA
         from pcapstate.decode import read_capture
 
         table = read_capture(os.fspath(source), decoder=decoder)
-    return Analysis(track(table, time_wait=time_wait), Thresholds(**thresholds))
+    return Analysis(track(table, time_wait=time_wait), Thresholds(**thresholds), zeek_checksums)
 
 
 class Analysis:
     """Results of :func:`analyze`; every table is a pandas DataFrame."""
 
-    def __init__(self, tracking: Tracking, thresholds: Thresholds = Thresholds()) -> None:
+    def __init__(self, tracking: Tracking, thresholds: Thresholds = Thresholds(),
+                 zeek_checksums: bool = False) -> None:
         self.tracking = tracking
         self.table = tracking.table
         self.thresholds = thresholds
+        self.zeek_checksums = zeek_checksums
 
     def __repr__(self) -> str:
         return f"<Analysis {self.table.source!r}: {len(self.table)} TCP packets, {self.connection_count} connections>"
@@ -165,7 +180,19 @@ class Analysis:
             "roles_guessed": conn[:, rp.C_GUESSED] == 1,
             "first_frame": table["frame"][first].astype(np.int64),
             "last_frame": table["frame"][last].astype(np.int64),
+            "conn_state": pd.Categorical(self.zeek["conn_state"], dtype=CONN_STATE_DTYPE),
+            "history": pd.Series(self.zeek["history"], dtype=object),
+            "zeek_orig": pd.Categorical.from_codes(np.where(self.zeek["orig_is_client"], 0, 1).astype(np.int8),
+                                                   dtype=ENDPOINT_DTYPE),
+            "zeek_split": np.asarray(self.zeek["split"], dtype=bool),
         })
+
+    @cached_property
+    def zeek(self) -> dict[str, np.ndarray]:
+        """Zeek's conn.log view of every flow (:func:`pcapstate.zeek.zeek_summary`)."""
+        from pcapstate.zeek import zeek_summary
+
+        return zeek_summary(self.tracking, validate_checksums=self.zeek_checksums)
 
     # -- transitions
     @cached_property

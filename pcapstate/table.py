@@ -58,6 +58,7 @@ SCALAR_COLUMNS: dict[str, tuple[str, str]] = {
     "has_timestamps": ("bool", "B"),
     "sack_count": ("uint8", "B"),
     "truncated": ("bool", "B"),  # captured length < wire length (snap length)
+    "bad_checksum": ("bool", "B"),  # wrong IPv4 header or TCP checksum (checked on whole segments only)
     "known": ("uint8", "B"),  # Known bit mask
 }
 ADDRESS_COLUMNS = ("src_ip", "dst_ip")  # (n, 16) uint8
@@ -161,6 +162,7 @@ class TableBuilder:
         has_timestamps: bool = False,
         sack_blocks: tuple[tuple[int, int], ...] = (),
         truncated: bool = False,
+        bad_checksum: bool = False,
         known: int = Known.ALL,
     ) -> None:
         """Add one TCP packet; ``src``/``dst`` are 4- or 16-byte packed addresses."""
@@ -184,6 +186,7 @@ class TableBuilder:
         blocks = sack_blocks[:MAX_SACK_BLOCKS]
         s["sack_count"].append(len(blocks))
         s["truncated"].append(bool(truncated))
+        s["bad_checksum"].append(bool(bad_checksum))
         s["known"].append(int(known))
         self._addresses["src_ip"] += address_bytes(src)
         self._addresses["dst_ip"] += address_bytes(dst)

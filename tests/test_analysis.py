@@ -18,7 +18,8 @@ FLOW_DTYPES = {
     "start_epoch": "float64", "end_epoch": "float64", "duration": "float64", "packets": "int64",
     "client_packets": "int64", "server_packets": "int64", "client_state": "category",
     "server_state": "category", "handshake": "category", "roles_guessed": "bool",
-    "first_frame": "int64", "last_frame": "int64",
+    "first_frame": "int64", "last_frame": "int64", "conn_state": "category", "history": "str",
+    "zeek_orig": "category", "zeek_split": "bool",
 }
 TRANSITION_DTYPES = {
     "flow": "int64", "endpoint": "category", "ts": "datetime64[ns, UTC]", "ts_epoch": "float64",

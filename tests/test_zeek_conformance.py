@@ -22,8 +22,6 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
-
 from pcapstate.analysis import analyze
 from pcapstate.zeek import zeek_summary
 

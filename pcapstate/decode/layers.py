@@ -6,6 +6,10 @@ options, IPv6 with extension headers); the TCP fields are read from dpkt's TCP
 object.  dpkt silently leaves raw bytes where a layer failed to parse; here
 every such case is counted under a named reason in ``DecodeStats.skipped``
 instead (STYLE.md: count and report what could not be decoded).
+
+``bad_checksum`` marks a packet whose IPv4 header checksum or TCP checksum
+(over the IPv4/IPv6 pseudo-header) is wrong; it is only verified when the
+whole segment was captured and is not an IP fragment.
 """
 from __future__ import annotations
 
@@ -105,7 +109,9 @@ def _decode_ipv4(record: Record, packet: ip.IP, builder: TableBuilder, truncated
         _skip(builder.stats, "not TCP")
         return
     ip_payload = packet.len - packet.hl * 4 if packet.len else None  # 0: TSO, use what was captured
-    _decode_tcp(record, packet.src, packet.dst, packet.data, ip_payload, builder, truncated)
+    bad_header = not _checksum_ok(packet.pack_hdr() + bytes(packet.opts))
+    _decode_tcp(record, packet.src, packet.dst, packet.data, ip_payload, builder, truncated,
+                fragment=bool(packet.mf), bad_header=bad_header)
 
 
 def _decode_ipv6(record: Record, packet: ip6.IP6, builder: TableBuilder, truncated: bool) -> None:
@@ -118,10 +124,39 @@ def _decode_ipv6(record: Record, packet: ip6.IP6, builder: TableBuilder, truncat
         return
     ext_len = sum(ext.length for ext in packet.all_extension_headers)
     ip_payload = packet.plen - ext_len if packet.plen else None
-    _decode_tcp(record, packet.src, packet.dst, packet.data, ip_payload, builder, truncated)
+    _decode_tcp(record, packet.src, packet.dst, packet.data, ip_payload, builder, truncated,
+                fragment=fragment is not None and bool(fragment.m_flag))
 
 
-def _decode_tcp(record, src, dst, segment, ip_payload, builder: TableBuilder, truncated: bool) -> None:
+def _tcp_checksum_bad(src: bytes, dst: bytes, segment: tcp.TCP, ip_payload: int | None) -> bool:
+    """Whether the TCP checksum over the pseudo-header and the whole segment is wrong."""
+    raw = segment.pack_hdr() + bytes(segment.opts) + bytes(segment.data)
+    if ip_payload is not None and len(raw) != ip_payload:
+        return False  # not all of the segment was captured: cannot tell
+    # (with an IP length of 0, TSO, the captured segment is checked, as tshark does)
+    if len(src) == 4:
+        pseudo = struct.pack("!4s4sxBH", src, dst, ip.IP_PROTO_TCP, len(raw))
+    else:
+        pseudo = struct.pack("!16s16sI3xB", src, dst, len(raw), ip.IP_PROTO_TCP)
+    return not _checksum_ok(pseudo + raw)
+
+
+def _checksum_ok(data: bytes) -> bool:
+    """The Internet checksum over ``data`` (checksum field included) verifies.
+
+    Its one's-complement sum of 16-bit words is 0xFFFF exactly when their plain
+    sum is a non-zero multiple of 0xFFFF, and since 2**16 = 1 (mod 0xFFFF) that
+    is the whole buffer read as one big-endian number, modulo 0xFFFF (the data
+    here is never all zeros: it holds the IP version or protocol).
+    """
+    if len(data) % 2:
+        data += b"\0"
+    return int.from_bytes(data, "big") % 0xFFFF == 0
+
+
+def _decode_tcp(record, src, dst, segment, ip_payload, builder: TableBuilder, truncated: bool, *,
+                fragment: bool = False, bad_header: bool = False) -> None:
+    """One TCP row; the TCP checksum is checked unless cut by the snap length or in a first IP fragment."""
     if not isinstance(segment, tcp.TCP):
         reason = "TCP header cut by snap length" if truncated and len(segment) < 20 else "malformed TCP header"
         _skip(builder.stats, reason, tcp_related=True)
@@ -147,6 +182,7 @@ def _decode_tcp(record, src, dst, segment, ip_payload, builder: TableBuilder, tr
         window=segment.win,
         payload_len=max(payload_len, 0),
         truncated=truncated,
+        bad_checksum=bad_header or (not (truncated or fragment) and _tcp_checksum_bad(src, dst, segment, ip_payload)),
         **options,
     )
 

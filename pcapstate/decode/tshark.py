@@ -22,6 +22,10 @@ tshark is configured to dissect the way the dpkt decoder reads
 * an IP total length (or IPv6 payload length) of 0 means "TCP segmentation
   offload, use what was captured" for both families (``ip.tso_support``,
   ``ipv6.tso_support``), as dpkt does;
+* checksums are validated (``ip.check_checksum``, ``tcp.check_checksum``):
+  ``bad_checksum`` is tshark's "bad" verdict on the row's IPv4 header or TCP
+  segment, as the dpkt decoder computes it (segments not captured whole are
+  not verified);
 * the user's Wireshark profile is not read (``WIRESHARK_CONFIG_DIR`` points to
   an empty directory), so disabled protocols or "decode as" rules there cannot
   change the table.
@@ -65,8 +69,8 @@ PREFERENCES = (
     "tcp.desegment_tcp_streams:FALSE",
     "tcp.relative_sequence_numbers:FALSE",
     "tcp.analyze_sequence_numbers:FALSE",
-    "tcp.check_checksum:FALSE",
-    "ip.check_checksum:FALSE",
+    "tcp.check_checksum:TRUE",
+    "ip.check_checksum:TRUE",
 )
 
 FIELDS = (
@@ -82,6 +86,7 @@ FIELDS = (
     "ip.flags.mf",
     "ip.len",
     "ip.hdr_len",
+    "ip.checksum.status",
     "ipv6.src",
     "ipv6.dst",
     "ipv6.nxt",
@@ -105,6 +110,7 @@ FIELDS = (
     "tcp.window_size_value",
     "tcp.urgent_pointer",
     "tcp.len",
+    "tcp.checksum.status",
     "tcp.option_kind",
     "tcp.options.mss_val",
     "tcp.options.wscale.shift",
@@ -127,6 +133,7 @@ _IPV6_EXTENSIONS = ("ipv6.hopopts", "ipv6.dstopts", "ipv6.routing", "ipv6.fraghd
 _IPV6_EXTENSION_NUMBERS = frozenset({0, 43, 44, 60})  # hop-by-hop, routing, fragment, destination
 _ICMP = frozenset({"icmp", "icmpv6"})
 _IP_LAYERS = frozenset({"ip", "ipv6"})
+_CHECKSUM_BAD = "0"  # PROTO_CHECKSUM_E_BAD of ip/tcp.checksum.status (1 good, 2 unverified)
 _TCP_OPT_SACK_PERMITTED = 4
 _TCP_OPT_SACK = 5
 _QUIET_STDERR = ("Running as user",)
@@ -509,6 +516,8 @@ def _decode_frame(values: list[str], builder: TableBuilder, *, resolved: bool = 
     options = _options(values, resolved=resolved)
     if options is _AMBIGUOUS:
         return _AMBIGUOUS
+    ip_status = _nth(_values(values, "ip.checksum.status"), occurrence) if family == "ip" else None
+    options["bad_checksum"] = _CHECKSUM_BAD in (ip_status, _nth(_values(values, "tcp.checksum.status"), 0))
     _append(builder, int(values[_COLUMN["frame.number"]]), values[_COLUMN["frame.time_epoch"]],
             src, dst, {k: _number(v) for k, v in fixed.items()}, options, truncated)
     return None
