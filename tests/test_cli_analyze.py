@@ -22,9 +22,9 @@ def test_summary_rows_and_census():
     out = run("analyze", str(SAMPLES / "client_closes_first.pcap")).stdout.splitlines()
     assert out[0].endswith("client_closes_first.pcap: 11 TCP packets, 1 connection, 0.506 s")
     assert out[2].split() == ["flow", "client", "server", "duration", "packets", "client", "state", "server",
-                              "state", "handshake"]
+                              "state", "handshake", "zeek"]
     assert out[4].split() == ["0", "10.77.0.1:40003", "10.77.0.2:5000", "0.506", "s", "11", "TIME_WAIT",
-                              "CLOSED", "complete"]
+                              "CLOSED", "complete", "SF"]
     assert out[-1].split() == ["TIME_WAIT", "CLOSED", "1"]
 
 

@@ -26,9 +26,10 @@ def summary_lines(analysis, max_rows: int | None = DEFAULT_MAX_ROWS) -> list[str
         guessed = "?" if flow.roles_guessed else ""
         rows.append((flow.flow, endpoint(flow.client_addr, flow.client_port) + guessed,
                      endpoint(flow.server_addr, flow.server_port) + guessed, seconds(flow.duration),
-                     flow.packets, _state(flow.client_state), _state(flow.server_state), flow.handshake))
+                     flow.packets, _state(flow.client_state), _state(flow.server_state), flow.handshake,
+                     flow.conn_state))
     lines += table(("flow", "client", "server", "duration", "packets", "client state", "server state",
-                    "handshake"), rows, right=(0, 3, 4))
+                    "handshake", "zeek"), rows, right=(0, 3, 4))
     if len(shown) < len(flows):
         lines.append(f"... {len(flows) - len(shown)} more connections (--all shows them; "
                      "--format json writes every one)")
