@@ -33,6 +33,7 @@ import json
 import os
 import re
 import select
+import shutil
 import signal
 import socket
 import struct
@@ -53,6 +54,8 @@ TRACEFS = "/sys/kernel/tracing"
 INSTANCE = TRACEFS + "/instances/pcapstate_samples"
 TRACE_EVENTS = ["sock/inet_sock_set_state", "tcp/tcp_retransmit_skb",
                 "tcp/tcp_retransmit_synack", "tcp/tcp_send_reset", "tcp/tcp_receive_reset"]
+REQUIRED_TOOLS = ("ip", "iptables", "tcpdump")
+TOOL_PACKAGES = {"ip": "iproute2", "iptables": "iptables", "tcpdump": "tcpdump"}
 NFQ_DELAY = 0.100  # one-way delay added by the NFQUEUE holder, seconds
 
 # Kernel state names -> RFC 9293 names (NEW_SYN_RECV is Linux's request sock, kept as is).
@@ -1050,6 +1053,11 @@ def main(argv):
     if os.geteuid() != 0:
         print("make_samples.py must run as root (network namespaces, iptables, tracefs): "
               "sudo python3 samples/make_samples.py [scenario ...]", file=sys.stderr)
+        return 2
+    missing = [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
+    if missing:
+        print("make_samples.py needs %s: apt-get install -y %s" % (", ".join(missing), " ".join(
+            sorted({TOOL_PACKAGES[t] for t in missing}))), file=sys.stderr)
         return 2
     names = argv or list(SCENARIOS)
     bad = [n for n in names if n not in SCENARIOS]
