@@ -82,6 +82,14 @@ class DecodeStats:
     def warn(self, message: str) -> None:
         self.warnings.append(message)
 
+    def skip(self, reason: str, *, tcp_related: bool = False) -> None:
+        """Count a record that yields no TCP row, under a named reason."""
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+        if tcp_related:
+            self.undecodable += 1
+        else:
+            self.non_tcp += 1
+
 
 @dataclass
 class PacketTable:

@@ -85,7 +85,7 @@ def decode_record(record: Record, builder: TableBuilder) -> None:
     except (dpkt.UnpackError, struct.error, IndexError):
         net, reason = None, "malformed link or IP header"
     if net is None:
-        _skip(stats, reason, tcp_related=reason != "not IP")
+        stats.skip(reason, tcp_related=reason != "not IP")
         return
     if isinstance(net, ip.IP):
         _decode_ipv4(record, net, builder, truncated)
@@ -93,20 +93,12 @@ def decode_record(record: Record, builder: TableBuilder) -> None:
         _decode_ipv6(record, net, builder, truncated)
 
 
-def _skip(stats, reason: str, *, tcp_related: bool = False) -> None:
-    stats.skipped[reason] = stats.skipped.get(reason, 0) + 1
-    if tcp_related:
-        stats.undecodable += 1
-    else:
-        stats.non_tcp += 1
-
-
 def _decode_ipv4(record: Record, packet: ip.IP, builder: TableBuilder, truncated: bool) -> None:
     if packet.offset:  # non-first fragment: no transport header in it
         builder.stats.fragments += 1
         return
     if packet.p != ip.IP_PROTO_TCP:
-        _skip(builder.stats, "not TCP")
+        builder.stats.skip("not TCP")
         return
     ip_payload = packet.len - packet.hl * 4 if packet.len else None  # 0: TSO, use what was captured
     bad_header = not _checksum_ok(packet.pack_hdr() + bytes(packet.opts))
@@ -120,7 +112,7 @@ def _decode_ipv6(record: Record, packet: ip6.IP6, builder: TableBuilder, truncat
         builder.stats.fragments += 1
         return
     if getattr(packet, "p", packet.nxt) != ip.IP_PROTO_TCP:
-        _skip(builder.stats, "not TCP")
+        builder.stats.skip("not TCP")
         return
     ext_len = sum(ext.length for ext in packet.all_extension_headers)
     ip_payload = packet.plen - ext_len if packet.plen else None
@@ -159,11 +151,11 @@ def _decode_tcp(record, src, dst, segment, ip_payload, builder: TableBuilder, tr
     """One TCP row; the TCP checksum is checked unless cut by the snap length or in a first IP fragment."""
     if not isinstance(segment, tcp.TCP):
         reason = "TCP header cut by snap length" if truncated and len(segment) < 20 else "malformed TCP header"
-        _skip(builder.stats, reason, tcp_related=True)
+        builder.stats.skip(reason, tcp_related=True)
         return
     header_len = segment.off * 4
     if ip_payload is not None and header_len > ip_payload:
-        _skip(builder.stats, "TCP data offset beyond the packet", tcp_related=True)
+        builder.stats.skip("TCP data offset beyond the packet", tcp_related=True)
         return
     payload_len = (ip_payload if ip_payload is not None else 20 + len(segment.opts) + len(segment.data)) - header_len
     options = _parse_options(bytes(segment.opts))

@@ -190,7 +190,7 @@ def read_with_tshark(path: str | os.PathLike) -> PacketTable:
             values = line.rstrip("\n").split("\t")
             if len(values) != len(FIELDS) or not values[0].isdigit():
                 stats.records += 1
-                _skip(stats, "unreadable tshark output", tcp_related=True)
+                stats.skip("unreadable tshark output", tcp_related=True)
                 continue
             if _decode_frame(values, builder) is _AMBIGUOUS:
                 ambiguous.append(int(values[0]))
@@ -294,7 +294,7 @@ def _append_from_json(path: str, tshark: str, frames: list[int], builder: TableB
     for packet in _json_packets(path, tshark, frames):
         values = _values_from_json(packet)
         if values is None or not values[0].isdigit():
-            _skip(stats, "unreadable tshark output", tcp_related=True)
+            stats.skip("unreadable tshark output", tcp_related=True)
             continue
         seen.add(int(values[0]))
         _decode_frame(values, builder, resolved=True)
@@ -490,7 +490,7 @@ def _decode_frame(values: list[str], builder: TableBuilder, *, resolved: bool = 
         return _AMBIGUOUS
     ip_at = max((i for i in range(tcp_at) if layers[i] in _IP_LAYERS), default=None)
     if ip_at is None:  # TCP without IP: only through some exotic encapsulation
-        _skip(stats, "TCP without an IP header", tcp_related=True)
+        stats.skip("TCP without an IP header", tcp_related=True)
         return None
     family = layers[ip_at]
     occurrence = layers[:ip_at].count(family)
@@ -498,7 +498,7 @@ def _decode_frame(values: list[str], builder: TableBuilder, *, resolved: bool = 
     dst = _nth(_values(values, f"{family}.dst"), occurrence)
     fixed = {name: _nth(_values(values, name), 0) for name in _TCP_FIXED}
     if src is None or dst is None:
-        _skip(stats, "malformed IP header", tcp_related=True)
+        stats.skip("malformed IP header", tcp_related=True)
         return None
     if fixed["tcp.len"] is None and all(v is not None for k, v in fixed.items() if k != "tcp.len"):
         # tshark leaves out the segment length when the header runs past the IP
@@ -506,12 +506,12 @@ def _decode_frame(values: list[str], builder: TableBuilder, *, resolved: bool = 
         ip_payload = _first_fragment_payload(values, layers, ip_at, tcp_at, occurrence)
         header_len = _number(fixed["tcp.hdr_len"])
         if ip_payload is None or header_len > ip_payload:
-            _skip(stats, "TCP data offset beyond the packet", tcp_related=True)
+            stats.skip("TCP data offset beyond the packet", tcp_related=True)
             return None
         fixed["tcp.len"] = str(ip_payload - header_len)
     if any(v is None for v in fixed.values()):
         reason = "TCP header cut by snap length" if truncated else "malformed TCP header"
-        _skip(stats, reason, tcp_related=True)
+        stats.skip(reason, tcp_related=True)
         return None
     options = _options(values, resolved=resolved)
     if options is _AMBIGUOUS:
@@ -629,29 +629,29 @@ def _classify_no_tcp(values, layers, end, truncated, stats) -> None:
     """A frame without a TCP row: not IP, not TCP, a fragment, or undecodable."""
     ip_at = max((i for i in range(end) if layers[i] in _IP_LAYERS), default=None)
     if ip_at is None:
-        _skip(stats, "not IP")
+        stats.skip("not IP")
         return
     family = layers[ip_at]
     occurrence = layers[:ip_at].count(family)
     if family == "ip":
         if _nth(_values(values, "ip.dst"), occurrence) is None:
-            _skip(stats, "malformed IP header", tcp_related=True)
+            stats.skip("malformed IP header", tcp_related=True)
             return
         proto = _nth(_ints(values, "ip.proto"), occurrence)
         offset = _nth(_ints(values, "ip.frag_offset"), occurrence) or 0
     else:
         proto, offset = _ipv6_payload(values, layers, ip_at, end, occurrence)
         if _nth(_values(values, "ipv6.dst"), occurrence) is None or (proto is None and not offset):
-            _skip(stats, "malformed IP header", tcp_related=True)
+            stats.skip("malformed IP header", tcp_related=True)
             return
     if offset > 0:  # non-first fragment of any protocol: no transport header in it
         stats.fragments += 1
         return
     if proto == 6:
         reason = "TCP header cut by snap length" if truncated else "malformed TCP header"
-        _skip(stats, reason, tcp_related=True)
+        stats.skip(reason, tcp_related=True)
         return
-    _skip(stats, "not TCP")
+    stats.skip("not TCP")
 
 
 def _ipv6_payload(values, layers, ip_at, end, occurrence):
@@ -674,11 +674,3 @@ def _ipv6_payload(values, layers, ip_at, end, occurrence):
     if proto in _IPV6_EXTENSION_NUMBERS:
         return None, offset  # tshark stopped before this extension header: cut short
     return proto, offset
-
-
-def _skip(stats, reason: str, *, tcp_related: bool = False) -> None:
-    stats.skipped[reason] = stats.skipped.get(reason, 0) + 1
-    if tcp_related:
-        stats.undecodable += 1
-    else:
-        stats.non_tcp += 1
