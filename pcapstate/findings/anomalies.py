@@ -8,6 +8,7 @@ first, the order reports use.  Thresholds are fields of :class:`Thresholds`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from enum import IntEnum
 
 import numpy as np
@@ -84,9 +85,51 @@ class Context:
     frames: np.ndarray  # frame number of each packet-table row
     capture_end: int
     thresholds: Thresholds
+    _first_sent: dict = field(default_factory=dict)
 
     def name(self, flow: int, side: int) -> str:
         return f"{SIDE_NAMES[side]} {self.names[flow][side]}"
+
+    @cached_property
+    def chain_of(self) -> dict[tuple[int, int, int], int]:
+        """(flow, side, segment kind) -> the first chain of that kind."""
+        index: dict[tuple[int, int, int], int] = {}
+        for i, key in enumerate(zip(self.chains.flow.tolist(), self.chains.side.tolist(), self.chains.kind.tolist())):
+            index.setdefault(key, i)
+        return index
+
+    def first_sent(self, side: int, flags: int) -> np.ndarray:
+        """Per flow, the first row the endpoint ``side`` sent with exactly ``flags`` among SYN/ACK/FIN/RST (-1)."""
+        key = (side, flags)
+        if key not in self._first_sent:
+            mine = np.flatnonzero((self.rows[:, rp.R_SIDE] == side)
+                                  & ((self.pk[:, rp.PK_FLAGS] & (rp.SYN | rp.ACK | rp.FIN | rp.RST)) == flags))
+            mine = mine[np.lexsort((self.pk[mine, rp.PK_TS], self.rows[mine, rp.R_CONN]))]
+            first = np.full(len(self.conn), -1, dtype=np.int64)
+            flows = self.rows[mine, rp.R_CONN]
+            starts = np.ones(len(mine), dtype=bool)
+            starts[1:] = flows[1:] != flows[:-1]
+            first[flows[starts]] = mine[starts]
+            self._first_sent[key] = first
+        return self._first_sent[key]
+
+    @cached_property
+    def next_of_endpoint(self) -> np.ndarray:
+        """Per transition, the index of the same endpoint's next transition (-1: none)."""
+        t = self.trans
+        order = np.lexsort((np.arange(len(t)), t[:, rp.T_SIDE], t[:, rp.T_CONN]))
+        nxt = np.full(len(t), -1, dtype=np.int64)
+        same = (t[order[1:], rp.T_CONN] == t[order[:-1], rp.T_CONN]) & \
+            (t[order[1:], rp.T_SIDE] == t[order[:-1], rp.T_SIDE])
+        nxt[order[:-1][same]] = order[1:][same]
+        return nxt
+
+    @cached_property
+    def sent_transitions(self) -> dict[tuple[int, int, int], int]:
+        """(flow, side, row) -> the state the endpoint's own packet at ``row`` took it to (the last of them)."""
+        t = self.trans
+        sent = np.flatnonzero(t[:, rp.T_CAUSE] == rp.CAUSE_SENT)
+        return {(int(t[i, rp.T_CONN]), int(t[i, rp.T_SIDE]), int(t[i, rp.T_ROW])): int(t[i, rp.T_TO]) for i in sent}
 
 
 def find_anomalies(ctx: Context) -> Found:
@@ -102,19 +145,21 @@ def find_anomalies(ctx: Context) -> Found:
 
 def _handshake_failures(ctx: Context, found: Found) -> None:
     conn, ends = ctx.conn, ctx.ends
-    for flow in range(len(conn)):
-        seen, first = int(conn[flow, rp.C_SEEN]), int(conn[flow, rp.C_FIRST_ROW])
-        client, server = ends[2 * flow, rp.E_STATE], ends[2 * flow + 1, rp.E_STATE]
-        if seen & rp.SEEN_SYN and not seen & rp.SEEN_SYN_ACK and client == State.SYN_SENT:
-            found.add(flow, Kind.syn_unanswered, 0, first, ctx.pk[first, rp.PK_TS],
-                      f"{ctx.name(flow, 0)} sent {_sends(ctx, flow, 0, SegmentKind.SYN)} to "
-                      f"{ctx.names[flow][1]} and nothing came back: the SYN or its answer is dropped "
-                      f"(firewall, dead host) or nothing is there")
-        if server == State.SYN_RCVD:
-            row = _first_sent(ctx, flow, 1, rp.SYN | rp.ACK)
-            found.add(flow, Kind.synack_unanswered, 1, row, ctx.pk[row, rp.PK_TS] if row >= 0 else 0,
-                      f"{ctx.name(flow, 1)} sent {_sends(ctx, flow, 1, SegmentKind.SYN_ACK)} and no ACK "
-                      f"completed the handshake: a half-open connection (SYN_RCVD)")
+    seen = conn[:, rp.C_SEEN]
+    client, server = ends[0::2, rp.E_STATE], ends[1::2, rp.E_STATE]
+    unanswered = (seen & rp.SEEN_SYN != 0) & (seen & rp.SEEN_SYN_ACK == 0) & (client == State.SYN_SENT)
+    for flow in np.flatnonzero(unanswered).tolist():
+        first = int(conn[flow, rp.C_FIRST_ROW])
+        found.add(flow, Kind.syn_unanswered, 0, first, ctx.pk[first, rp.PK_TS],
+                  f"{ctx.name(flow, 0)} sent {_sends(ctx, flow, 0, SegmentKind.SYN)} to "
+                  f"{ctx.names[flow][1]} and nothing came back: the SYN or its answer is dropped "
+                  f"(firewall, dead host) or nothing is there")
+    synack = ctx.first_sent(1, rp.SYN | rp.ACK)
+    for flow in np.flatnonzero(server == State.SYN_RCVD).tolist():
+        row = int(synack[flow])
+        found.add(flow, Kind.synack_unanswered, 1, row, ctx.pk[row, rp.PK_TS] if row >= 0 else 0,
+                  f"{ctx.name(flow, 1)} sent {_sends(ctx, flow, 1, SegmentKind.SYN_ACK)} and no ACK "
+                  f"completed the handshake: a half-open connection (SYN_RCVD)")
     refused = np.flatnonzero(ctx.rows[:, rp.R_NOTE_RECEIVER] == Note.REFUSED)
     for row in refused:
         flow = int(ctx.rows[row, rp.R_CONN])
@@ -129,18 +174,13 @@ def _sends(ctx: Context, flow: int, side: int, kind: SegmentKind) -> str:
     """'6 SYNs over 17.1 s (intervals 1.0, 1.0, 1.0, 2.0, 4.1 s: linear-then-doubling)' or '1 SYN'."""
     label = {SegmentKind.SYN: "SYN", SegmentKind.SYN_ACK: "SYN-ACK", SegmentKind.FIN: "FIN"}[kind]
     chains = ctx.chains
-    for i in np.flatnonzero((chains.flow == flow) & (chains.side == side) & (chains.kind == kind)):
+    i = ctx.chain_of.get((flow, side, int(kind)))
+    if i is not None:
         members = chains.rows[i]
         span = (ctx.pk[members[-1], rp.PK_TS] - ctx.pk[members[0], rp.PK_TS]) / 1e9
         gaps = ", ".join(f"{g:.2f}" for g in chains.intervals[i])
         return f"{len(members)} {label}s over {span:.2f} s (intervals {gaps} s: {chains.pattern[i]})"
     return f"1 {label}"
-
-
-def _first_sent(ctx: Context, flow: int, side: int, flags: int) -> int:
-    mine = np.flatnonzero((ctx.rows[:, rp.R_CONN] == flow) & (ctx.rows[:, rp.R_SIDE] == side)
-                          & ((ctx.pk[:, rp.PK_FLAGS] & (rp.SYN | rp.ACK | rp.FIN | rp.RST)) == flags))
-    return int(mine[np.argmin(ctx.pk[mine, rp.PK_TS])]) if len(mine) else -1
 
 
 def _flood(ctx: Context, found: Found) -> None:
@@ -183,10 +223,7 @@ def _close_problems(ctx: Context, found: Found) -> None:
 
 
 def _state_after_sending(ctx: Context, flow: int, side: int, row: int) -> int:
-    t = ctx.trans
-    match = np.flatnonzero((t[:, rp.T_CONN] == flow) & (t[:, rp.T_SIDE] == side) & (t[:, rp.T_ROW] == row)
-                           & (t[:, rp.T_CAUSE] == rp.CAUSE_SENT))
-    return int(t[match[-1], rp.T_TO]) if len(match) else int(ctx.ends[2 * flow + side, rp.E_STATE])
+    return ctx.sent_transitions.get((flow, side, row), int(ctx.ends[2 * flow + side, rp.E_STATE]))
 
 
 def _stuck(ctx: Context, found: Found) -> None:
@@ -200,10 +237,10 @@ def _stuck(ctx: Context, found: Found) -> None:
     limit = int(ctx.thresholds.stuck_after * 1e9)
     for state, kind, why in ((State.CLOSE_WAIT, Kind.stuck_close_wait, "the application never called close()"),
                              (State.FIN_WAIT_2, Kind.stuck_fin_wait_2, "the peer never sent its FIN")):
-        for i in np.flatnonzero(t[:, rp.T_TO] == state):
+        nxt = ctx.next_of_endpoint
+        for i in np.flatnonzero(t[:, rp.T_TO] == state).tolist():
             flow, side = int(t[i, rp.T_CONN]), int(t[i, rp.T_SIDE])
-            later = np.flatnonzero((t[i + 1:, rp.T_CONN] == flow) & (t[i + 1:, rp.T_SIDE] == side))
-            left = int(t[i + 1 + later[0], rp.T_TS]) if len(later) else -1
+            left = int(t[nxt[i], rp.T_TS]) if nxt[i] >= 0 else -1
             until = left if left >= 0 else ctx.capture_end
             if left >= 0 and until - t[i, rp.T_TS] < limit:
                 continue
@@ -239,12 +276,11 @@ _UNSYNCED = (int(State.CLOSED), int(State.LISTEN), int(State.SYN_SENT))
 
 
 def _first_fin_ts(ctx: Context) -> np.ndarray:
-    first = np.full(len(ctx.conn), -1, dtype=np.int64)
+    never = np.iinfo(np.int64).max
+    first = np.full(len(ctx.conn), never, dtype=np.int64)
     fins = np.flatnonzero((ctx.pk[:, rp.PK_FLAGS] & rp.FIN != 0) & (ctx.pk[:, rp.PK_FLAGS] & (rp.SYN | rp.RST) == 0))
-    for row in fins:
-        flow = ctx.rows[row, rp.R_CONN]
-        if first[flow] < 0 or ctx.pk[row, rp.PK_TS] < first[flow]:
-            first[flow] = ctx.pk[row, rp.PK_TS]
+    np.minimum.at(first, ctx.rows[fins, rp.R_CONN], ctx.pk[fins, rp.PK_TS])
+    first[first == never] = -1
     return first
 
 
@@ -288,7 +324,7 @@ def _grouped(ctx: Context, found: Found, rows: np.ndarray, kind: Kind, describe)
 def _simultaneous(ctx: Context, found: Found) -> None:
     t = ctx.trans
     for flow in np.unique(t[(t[:, rp.T_SIDE] == 1) & (t[:, rp.T_TO] == State.SYN_SENT), rp.T_CONN]):
-        row = _first_sent(ctx, int(flow), 1, rp.SYN)
+        row = int(ctx.first_sent(1, rp.SYN)[flow])
         found.add(flow, Kind.simultaneous_open, -1, row, ctx.pk[row, rp.PK_TS],
                   "both endpoints sent a SYN before seeing the other's (simultaneous open: SYN_SENT -> SYN_RCVD on both)")
     closing = t[t[:, rp.T_TO] == State.CLOSING]
@@ -303,20 +339,21 @@ def _simultaneous(ctx: Context, found: Found) -> None:
 def _capture_edges(ctx: Context, found: Found) -> None:
     conn, ends = ctx.conn, ctx.ends
     # synchronized and not finished; half-open connections have findings of their own
-    open_states = (State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2, State.CLOSING, State.CLOSE_WAIT,
-                   State.LAST_ACK)
-    for flow in range(len(conn)):
-        first, last = int(conn[flow, rp.C_FIRST_ROW]), int(conn[flow, rp.C_LAST_ROW])
-        if conn[flow, rp.C_START_KIND] != rp.START_SYN:
-            what = "mid-handshake" if conn[flow, rp.C_START_KIND] == rp.START_SYN_ACK else "mid-connection"
-            found.add(flow, Kind.no_handshake, -1, first, ctx.pk[first, rp.PK_TS],
-                      f"the capture began {what}: no SYN from the client, roles guessed")
-        client, server = State(int(ends[2 * flow, rp.E_STATE])), State(int(ends[2 * flow + 1, rp.E_STATE]))
-        if client in open_states or server in open_states:
-            idle = (ctx.capture_end - ctx.pk[last, rp.PK_TS]) / 1e9
-            found.add(flow, Kind.open_at_end, -1, last, ctx.pk[last, rp.PK_TS],
-                      f"still open when the capture ended (client {client.name}, server {server.name}; "
-                      f"last packet {_seconds(idle)} before the end)")
+    open_states = np.array([State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2, State.CLOSING,
+                            State.CLOSE_WAIT, State.LAST_ACK])
+    for flow in np.flatnonzero(conn[:, rp.C_START_KIND] != rp.START_SYN).tolist():
+        first = int(conn[flow, rp.C_FIRST_ROW])
+        what = "mid-handshake" if conn[flow, rp.C_START_KIND] == rp.START_SYN_ACK else "mid-connection"
+        found.add(flow, Kind.no_handshake, -1, first, ctx.pk[first, rp.PK_TS],
+                  f"the capture began {what}: no SYN from the client, roles guessed")
+    client, server = ends[0::2, rp.E_STATE], ends[1::2, rp.E_STATE]
+    still_open = np.isin(client, open_states) | np.isin(server, open_states)
+    for flow in np.flatnonzero(still_open).tolist():
+        last = int(conn[flow, rp.C_LAST_ROW])
+        idle = (ctx.capture_end - ctx.pk[last, rp.PK_TS]) / 1e9
+        found.add(flow, Kind.open_at_end, -1, last, ctx.pk[last, rp.PK_TS],
+                  f"still open when the capture ended (client {State(int(client[flow])).name}, "
+                  f"server {State(int(server[flow])).name}; last packet {_seconds(idle)} before the end)")
 
 
 def _port_reuse(ctx: Context, found: Found) -> None:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pcapstate import replay as rp
+from pcapstate.jit import njit
 
 SAME_MOMENT_NS = 10_000_000
 TOLERANCE = 0.25
@@ -76,29 +77,43 @@ class Chains:
 
 def build_chains(pk: np.ndarray, rows: np.ndarray, retx) -> Chains:
     """Group the rows of :class:`~pcapstate.findings.retransmissions.Retransmissions` into chains."""
-    retx_rows = np.flatnonzero(retx.klass > 0)
-    groups: dict[tuple[int, int, int, int], list[int]] = {}
-    for row in retx_rows:
-        first = int(retx.original_row[row]) if retx.original_row[row] >= 0 else int(row)
-        key = (int(rows[row, rp.R_CONN]), int(rows[row, rp.R_SIDE]), int(retx.kind[row]), int(pk[row, rp.PK_SEQ]))
-        members = groups.setdefault(key, [first] if first != row else [])
-        members.append(int(row))
-    answers = _answer_rows(pk, rows)
-    flows, sides, kinds, chain_rows, known, answer, intervals, patterns, rto = [], [], [], [], [], [], [], [], []
-    for (flow, side, kind, _), members in sorted(groups.items(), key=lambda item: pk[item[1][0], rp.PK_TS]):
-        members_arr = np.array(members, dtype=np.int64)
-        times = pk[members_arr, rp.PK_TS]
-        gaps = np.diff(times) / 1e9
-        merged = [g for g in np.diff(_merge_same_moment(times)) / 1e9]
-        flows.append(flow), sides.append(side), kinds.append(kind), chain_rows.append(members_arr)
-        known.append(retx.klass[members_arr[0]] == 0)
-        answer.append(answers(flow, side, members_arr))
-        intervals.append([float(g) for g in gaps])
+    groups = _groups(pk, rows, retx)
+    starts = np.array([g[0] for g in groups], dtype=np.int64)
+    by_time = np.argsort(pk[starts, rp.PK_TS], kind="stable") if len(groups) else np.zeros(0, dtype=np.int64)
+    groups = [groups[i] for i in by_time]
+    firsts = np.array([g[0] for g in groups], dtype=np.int64)
+    flows, sides = rows[firsts, rp.R_CONN], rows[firsts, rp.R_SIDE]
+    last_rows = np.array([g[-1] for g in groups], dtype=np.int64)
+    answers = _answers(pk, rows, firsts, flows, sides, *_flow_index(pk, rows))
+    intervals, patterns, rto = [], [], []
+    for members in groups:
+        times = pk[members, rp.PK_TS]
+        merged = [float(g) for g in np.diff(_merge_same_moment(times)) / 1e9]
+        intervals.append([float(g) for g in np.diff(times) / 1e9])
         patterns.append(backoff_pattern(merged))
         rto.append(merged[0] if merged else np.nan)
-    return Chains(np.array(flows, dtype=np.int64), np.array(sides, dtype=np.int64), np.array(kinds, dtype=np.int64),
-                  chain_rows, np.array(known, dtype=bool), np.array(answer, dtype=np.int64), intervals, patterns,
-                  np.array(rto, dtype=np.float64))
+    kinds = retx.kind[last_rows].astype(np.int64) if len(groups) else np.zeros(0, dtype=np.int64)
+    return Chains(flows.astype(np.int64), sides.astype(np.int64), kinds, groups, retx.klass[firsts] == 0,
+                  answers, intervals, patterns, np.array(rto, dtype=np.float64))
+
+
+def _groups(pk: np.ndarray, rows: np.ndarray, retx) -> list[np.ndarray]:
+    """The rows of each chain in time order: its original (when captured), then its retransmissions."""
+    retx_rows = np.flatnonzero(retx.klass > 0)
+    if not len(retx_rows):
+        return []
+    keys = (pk[retx_rows, rp.PK_TS], pk[retx_rows, rp.PK_SEQ], retx.kind[retx_rows],
+            rows[retx_rows, rp.R_SIDE], rows[retx_rows, rp.R_CONN])
+    ordered = retx_rows[np.lexsort(keys)]
+    same = np.ones(len(ordered) - 1, dtype=bool)
+    for column in (rows[:, rp.R_CONN], rows[:, rp.R_SIDE], retx.kind, pk[:, rp.PK_SEQ]):
+        same &= column[ordered[1:]] == column[ordered[:-1]]
+    cuts = np.flatnonzero(~same) + 1
+    groups = []
+    for members in np.split(ordered, cuts):
+        original = retx.original_row[members[0]]
+        groups.append(np.concatenate([[original], members]) if original >= 0 else members)
+    return groups
 
 
 def _merge_same_moment(times: np.ndarray) -> np.ndarray:
@@ -107,19 +122,26 @@ def _merge_same_moment(times: np.ndarray) -> np.ndarray:
     return times[keep]
 
 
-def _answer_rows(pk: np.ndarray, rows: np.ndarray):
-    """A function giving, for a chain, the peer's first ACK covering it after the first send (-1: none)."""
+def _flow_index(pk: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows sorted by (flow, time), and where each flow's rows begin in that order."""
     order = np.lexsort((pk[:, rp.PK_TS], rows[:, rp.R_CONN]))
-    flow_of = rows[order, rp.R_CONN]
+    flows = rows[order, rp.R_CONN]
+    n_flows = int(flows.max()) + 1 if len(flows) else 0
+    start = np.searchsorted(flows, np.arange(n_flows + 1), side="left").astype(np.int64)
+    return order.astype(np.int64), start
 
-    def answer(flow: int, side: int, members: np.ndarray) -> int:
-        first = members[0]
-        end = rp.segment_end(int(pk[first, rp.PK_FLAGS]), int(pk[first, rp.PK_SEQ]), int(pk[first, rp.PK_LEN]))
-        lo, hi = np.searchsorted(flow_of, flow, "left"), np.searchsorted(flow_of, flow, "right")
-        for row in order[lo:hi]:
-            if rows[row, rp.R_SIDE] != side and pk[row, rp.PK_TS] >= pk[first, rp.PK_TS] \
-                    and pk[row, rp.PK_FLAGS] & rp.ACK and rp.seq_ge(int(pk[row, rp.PK_ACK]), end):
-                return int(row)
-        return -1
 
-    return answer
+@njit
+def _answers(pk, rows, firsts, flows, sides, order, start):
+    """Per chain, the peer's first packet acknowledging the segment after its first send (-1: none)."""
+    out = np.full(firsts.shape[0], -1, dtype=np.int64)
+    for i in range(firsts.shape[0]):
+        first, flow = firsts[i], flows[i]
+        end = rp.segment_end(pk[first, rp.PK_FLAGS], pk[first, rp.PK_SEQ], pk[first, rp.PK_LEN])
+        for j in range(start[flow], start[flow + 1]):
+            row = order[j]
+            if rows[row, rp.R_SIDE] != sides[i] and pk[row, rp.PK_TS] >= pk[first, rp.PK_TS] \
+                    and pk[row, rp.PK_FLAGS] & rp.ACK and rp.seq_ge(pk[row, rp.PK_ACK], end):
+                out[i] = row
+                break
+    return out

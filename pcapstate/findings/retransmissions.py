@@ -38,6 +38,7 @@ from enum import IntEnum, IntFlag
 import numpy as np
 
 from pcapstate import replay as rp
+from pcapstate.jit import njit
 
 NS = 1_000_000_000
 FAST_WINDOW_NS = 20_000_000  # the duplicate ACKs must be this recent
@@ -78,6 +79,12 @@ class Analysis(IntFlag):
     DUPLICATE_ACK = 128  # tcp.analysis.duplicate_ack
 
 
+# The same values as plain ints, for the compiled loop.
+A_RETX, A_OOO, A_KEEP_ALIVE, A_ZWP, A_ZERO_WINDOW, A_LOST, A_ACK_UNSEEN, A_DUP_ACK = (
+    1, 2, 4, 8, 16, 32, 64, 128)
+K_SYN, K_SYN_ACK, K_FIN, K_RST, K_DATA = 0, 1, 2, 3, 4
+CL_TIMEOUT, CL_FAST, CL_SPURIOUS = 1, 2, 3
+
 # per-endpoint (sender) columns
 (F_NEXTSEQ, F_NEXTSEQ_TS, F_LASTACK, F_LASTACK_TS, F_DUPACKS, F_WINDOW, F_MAXSEQ_TO_ACK,
  F_LAST_RST_SEQ, F_LAST_MARK) = range(9)
@@ -97,20 +104,23 @@ class Retransmissions:
     interval_ns: np.ndarray  # int64, since the previous send of the same segment; -1 unknown
 
 
+@njit
 def segment_kind(flags: int, length: int) -> int:
     if flags & rp.RST:
-        return SegmentKind.RST
+        return K_RST
     if flags & rp.SYN:
-        return SegmentKind.SYN_ACK if flags & rp.ACK else SegmentKind.SYN
+        return K_SYN_ACK if flags & rp.ACK else K_SYN
     if flags & rp.FIN:
-        return SegmentKind.FIN
-    return SegmentKind.DATA
+        return K_FIN
+    return K_DATA
 
 
+@njit
 def _lt(a: int, b: int) -> bool:
     return a != b and not rp.seq_ge(a, b)
 
 
+@njit
 def _first_rtt(pk: np.ndarray, order: np.ndarray, rows: np.ndarray, n_conn: int) -> np.ndarray:
     """Per connection, Wireshark's ``ts_first_rtt``: the latest SYN to the first ACK after it."""
     last_syn = np.full(n_conn, UNSET, dtype=np.int64)
@@ -135,79 +145,88 @@ def classify(pk: np.ndarray, order: np.ndarray, rows: np.ndarray, window: np.nda
     ends[:, F_DUPACKS] = 0
     ends[:, F_LAST_MARK] = 0
     ooo = _first_rtt(pk, order, rows, n_conn)
-    for row in order:
-        k, side = rows[row, rp.R_CONN], rows[row, rp.R_SIDE]
-        fwd, rev = ends[2 * k + side], ends[2 * k + 1 - side]
-        flags, seq, ack = int(pk[row, rp.PK_FLAGS]), int(pk[row, rp.PK_SEQ]), int(pk[row, rp.PK_ACK])
-        length, ts, win = int(pk[row, rp.PK_LEN]), int(pk[row, rp.PK_TS]), int(window[row])
-        threshold = ooo[k] if ooo[k] > 0 else DEFAULT_OOO_NS
-        mark = _analyse_flags(fwd, rev, flags, seq, ack, length, win)
-        if mark & Analysis.ZERO_WINDOW_PROBE == 0 and (length > 0 or flags & (rp.SYN | rp.FIN)) \
-                and fwd[F_NEXTSEQ] >= 0 and _lt(seq, int(fwd[F_NEXTSEQ])) and not mark & Analysis.KEEP_ALIVE:
-            verdict = _retransmission_class(fwd, rev, seq, rp.segment_end(flags, seq, length), ts, threshold)
-            if verdict < 0:
-                mark |= Analysis.OUT_OF_ORDER
-            else:
-                klass[row] = verdict
-        elif flags & rp.RST and not flags & rp.SYN:
-            if fwd[F_LAST_RST_SEQ] == seq:
-                klass[row] = RetransmissionClass.TIMEOUT
-            fwd[F_LAST_RST_SEQ] = seq
-        if klass[row]:
-            mark |= Analysis.RETRANSMISSION
-            kind[row] = segment_kind(flags, length)
-        marks[row] = mark
-        _advance(fwd, flags, seq, ack, length, ts, win, mark)
+    _classify_rows(pk, order, rows, np.ascontiguousarray(window, dtype=np.int64), ends, ooo, klass, kind, marks)
     original, attempt, interval = chain_positions(pk, rows, klass)
     return Retransmissions(klass, kind, marks, original, attempt, interval)
 
 
+@njit
+def _classify_rows(pk, order, rows, window, ends, ooo, klass, kind, marks):
+    for row in order:
+        k, side = rows[row, rp.R_CONN], rows[row, rp.R_SIDE]
+        fwd, rev = ends[2 * k + side], ends[2 * k + 1 - side]
+        flags, seq, ack = pk[row, rp.PK_FLAGS], pk[row, rp.PK_SEQ], pk[row, rp.PK_ACK]
+        length, ts, win = pk[row, rp.PK_LEN], pk[row, rp.PK_TS], window[row]
+        threshold = ooo[k] if ooo[k] > 0 else DEFAULT_OOO_NS
+        mark = _analyse_flags(fwd, rev, flags, seq, ack, length, win)
+        if mark & A_ZWP == 0 and (length > 0 or flags & (rp.SYN | rp.FIN)) \
+                and fwd[F_NEXTSEQ] >= 0 and _lt(seq, fwd[F_NEXTSEQ]) and not mark & A_KEEP_ALIVE:
+            verdict = _retransmission_class(fwd, rev, seq, rp.segment_end(flags, seq, length), ts, threshold)
+            if verdict < 0:
+                mark |= A_OOO
+            else:
+                klass[row] = verdict
+        elif flags & rp.RST and not flags & rp.SYN:
+            if fwd[F_LAST_RST_SEQ] == seq:
+                klass[row] = CL_TIMEOUT
+            fwd[F_LAST_RST_SEQ] = seq
+        if klass[row]:
+            mark |= A_RETX
+            kind[row] = segment_kind(flags, length)
+        marks[row] = mark
+        _advance(fwd, flags, seq, ack, length, ts, win, mark)
+
+
+@njit
 def _analyse_flags(fwd, rev, flags: int, seq: int, ack: int, length: int, win: int) -> int:
     """Wireshark's checks before the retransmission test; updates the duplicate-ACK count."""
     control = flags & (rp.SYN | rp.FIN | rp.RST)
     if length == 1 and seq == fwd[F_NEXTSEQ] and rev[F_WINDOW] == 0:
-        return _ack_bookkeeping(fwd, rev, flags, ack, Analysis.ZERO_WINDOW_PROBE)
+        return _ack_bookkeeping(fwd, rev, flags, ack, A_ZWP)
     mark = 0
     if win == 0 and not control:
-        mark |= Analysis.ZERO_WINDOW
-    if fwd[F_NEXTSEQ] >= 0 and seq != fwd[F_NEXTSEQ] and rp.seq_ge(seq, int(fwd[F_NEXTSEQ])) and not flags & rp.RST:
-        mark |= Analysis.LOST_SEGMENT
+        mark |= A_ZERO_WINDOW
+    if fwd[F_NEXTSEQ] >= 0 and seq != fwd[F_NEXTSEQ] and rp.seq_ge(seq, fwd[F_NEXTSEQ]) and not flags & rp.RST:
+        mark |= A_LOST
     if length <= 1 and fwd[F_NEXTSEQ] >= 0 and seq == (fwd[F_NEXTSEQ] - 1) & rp.MASK32 and not control:
-        mark |= Analysis.KEEP_ALIVE
+        mark |= A_KEEP_ALIVE
     same_ack = length == 0 and win != 0 and win == fwd[F_WINDOW] and seq == fwd[F_NEXTSEQ] \
         and ack == fwd[F_LASTACK] and not control
-    if same_ack and not rev[F_LAST_MARK] & Analysis.KEEP_ALIVE:  # a keep-alive's ACK is no duplicate
+    if same_ack and not rev[F_LAST_MARK] & A_KEEP_ALIVE:  # a keep-alive's ACK is no duplicate
         fwd[F_DUPACKS] += 1
-        mark |= Analysis.DUPLICATE_ACK
+        mark |= A_DUP_ACK
     return _ack_bookkeeping(fwd, rev, flags, ack, mark)
 
 
+@njit
 def _ack_bookkeeping(fwd, rev, flags: int, ack: int, mark: int) -> int:
     if ack != fwd[F_LASTACK]:
         fwd[F_DUPACKS] = 0
     if flags & rp.ACK and rev[F_MAXSEQ_TO_ACK] >= 0 and ack != rev[F_MAXSEQ_TO_ACK] \
-            and rp.seq_ge(ack, int(rev[F_MAXSEQ_TO_ACK])):
-        mark |= Analysis.ACK_UNSEEN
+            and rp.seq_ge(ack, rev[F_MAXSEQ_TO_ACK]):
+        mark |= A_ACK_UNSEEN
         rev[F_MAXSEQ_TO_ACK] = rev[F_NEXTSEQ]
     return mark
 
 
+@njit
 def _retransmission_class(fwd, rev, seq: int, end: int, ts: int, threshold: int) -> int:
     """The class of a segment below snd.nxt, or -1 for out-of-order; ``end`` counts SYN and FIN."""
     if rev[F_DUPACKS] >= 2 and rev[F_LASTACK] == seq and ts - rev[F_LASTACK_TS] < FAST_WINDOW_NS:
-        return RetransmissionClass.FAST
+        return CL_FAST
     if ts - fwd[F_NEXTSEQ_TS] < threshold and fwd[F_NEXTSEQ] != end:
         return -1
-    if rev[F_LASTACK] >= 0 and rp.seq_ge(int(rev[F_LASTACK]), end):
-        return RetransmissionClass.SPURIOUS
-    return RetransmissionClass.TIMEOUT
+    if rev[F_LASTACK] >= 0 and rp.seq_ge(rev[F_LASTACK], end):
+        return CL_SPURIOUS
+    return CL_TIMEOUT
 
 
+@njit
 def _advance(fwd, flags: int, seq: int, ack: int, length: int, ts: int, win: int, mark: int) -> None:
     """Wireshark's updates after the checks: highest sequence sent, last ACK, window."""
     nextseq = (seq + length + (1 if flags & (rp.SYN | rp.FIN) else 0)) & rp.MASK32
-    if not mark & Analysis.ZERO_WINDOW_PROBE:
-        if fwd[F_NEXTSEQ] < 0 or (nextseq != fwd[F_NEXTSEQ] and rp.seq_ge(nextseq, int(fwd[F_NEXTSEQ]))):
+    if not mark & A_ZWP:
+        if fwd[F_NEXTSEQ] < 0 or (nextseq != fwd[F_NEXTSEQ] and rp.seq_ge(nextseq, fwd[F_NEXTSEQ])):
             fwd[F_NEXTSEQ], fwd[F_NEXTSEQ_TS] = nextseq, ts
         if fwd[F_MAXSEQ_TO_ACK] < 0 or seq == fwd[F_MAXSEQ_TO_ACK]:
             fwd[F_MAXSEQ_TO_ACK] = fwd[F_NEXTSEQ]
