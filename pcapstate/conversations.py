@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pcapstate.jit import njit
 from pcapstate.table import PacketTable
 
 
@@ -23,18 +24,6 @@ class Conversations:
     order: np.ndarray  # int64: row indices in replay order (timestamp, then file order)
     count: int  # number of conversations
     out_of_order: int  # rows whose timestamp is earlier than the previous row's
-
-
-def endpoint_keys(table: PacketTable) -> tuple[np.ndarray, np.ndarray]:
-    """(n, 18) uint8 keys of the source and destination endpoints: address + port (big-endian)."""
-    n = len(table)
-    src = np.empty((n, 18), dtype=np.uint8)
-    dst = np.empty((n, 18), dtype=np.uint8)
-    src[:, :16] = table["src_ip"]
-    dst[:, :16] = table["dst_ip"]
-    src[:, 16:] = table["sport"].astype(">u2").view(np.uint8).reshape(n, 2)
-    dst[:, 16:] = table["dport"].astype(">u2").view(np.uint8).reshape(n, 2)
-    return src, dst
 
 
 def replay_order(ts_ns: np.ndarray) -> tuple[np.ndarray, int]:
@@ -53,32 +42,71 @@ def group(table: PacketTable) -> Conversations:
     if n == 0:
         empty = np.zeros(0, dtype=np.int64)
         return Conversations(empty, np.zeros(0, dtype=np.uint8), empty, 0, 0)
-    src, dst = endpoint_keys(table)
-    src_first = _lexicographic_less_equal(src, dst)
-    low = np.where(src_first[:, None], src, dst)
-    high = np.where(src_first[:, None], dst, src)
-    pair = np.ascontiguousarray(np.concatenate([low, high], axis=1)).view(np.dtype((np.void, 36))).ravel()
-    _, first_index, inverse = np.unique(pair, return_index=True, return_inverse=True)
-    inverse = inverse.ravel()
-    # Number conversations by their first packet in replay order, so ids read in time order.
-    rank_in_replay = np.empty(n, dtype=np.int64)
-    rank_in_replay[order] = np.arange(n, dtype=np.int64)
-    first_seen = np.full(len(first_index), n, dtype=np.int64)
-    np.minimum.at(first_seen, inverse, rank_in_replay)
-    renumber = np.empty(len(first_index), dtype=np.int64)
-    renumber[np.argsort(first_seen, kind="stable")] = np.arange(len(first_index), dtype=np.int64)
-    conv = renumber[inverse]
-    # Direction 0 is whichever endpoint sent the conversation's first packet.
-    first_row = order[np.sort(first_seen)]
-    first_sender_is_low = src_first[first_row]
-    direction = (src_first != first_sender_is_low[conv]).astype(np.uint8)
-    return Conversations(conv, direction, order, len(first_index), backwards)
+    src = np.ascontiguousarray(table["src_ip"]).view(np.uint64)
+    dst = np.ascontiguousarray(table["dst_ip"]).view(np.uint64)
+    sport = table["sport"].astype(np.int64)
+    dport = table["dport"].astype(np.int64)
+    bits = max(4, int(2 * n - 1).bit_length())
+    with np.errstate(over="ignore"):  # the hash wraps around 2**64 on purpose (plain-Python mode warns)
+        conv, direction, count = _assign(src, dst, sport, dport, order, bits)
+    return Conversations(conv, direction.astype(np.uint8), order, int(count), backwards)
 
 
-def _lexicographic_less_equal(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise ``a <= b`` comparing byte rows as big-endian numbers."""
-    differs = a != b
-    any_diff = differs.any(axis=1)
-    first = np.argmax(differs, axis=1)
-    rows = np.arange(len(a))
-    return ~any_diff | (a[rows, first] < b[rows, first])
+@njit
+def _mix(h, value):
+    """One step of a 64-bit hash (splitmix-style multiply and xor-shift)."""
+    h = (h ^ value) * np.uint64(0x9E3779B97F4A7C15)
+    return h ^ (h >> np.uint64(31))
+
+
+@njit
+def _key_hash(a0, a1, ap, b0, b1, bp):
+    h = np.uint64(0x243F6A8885A308D3)
+    for value in (a0, a1, np.uint64(ap), b0, b1, np.uint64(bp)):
+        h = _mix(h, value)
+    return h
+
+
+@njit
+def _assign(src, dst, sport, dport, order, bits):
+    """Per row: conversation id (0.. in first-seen order) and direction (0: the first sender's).
+
+    An open-addressing hash table of conversation ids; each conversation keeps the
+    row of its first packet, whose fields are its key.
+    """
+    n = order.shape[0]
+    mask = (1 << bits) - 1
+    table = np.full(1 << bits, -1, dtype=np.int64)
+    first_row = np.empty(n, dtype=np.int64)
+    conv = np.empty(n, dtype=np.int64)
+    direction = np.zeros(n, dtype=np.int64)
+    count = 0
+    for i in range(n):
+        row = order[i]
+        s0, s1, d0, d1, sp, dp = src[row, 0], src[row, 1], dst[row, 0], dst[row, 1], sport[row], dport[row]
+        forward = (s0, s1, sp) <= (d0, d1, dp)  # the lower endpoint first: one key for both directions
+        if forward:
+            h = _key_hash(s0, s1, sp, d0, d1, dp)
+        else:
+            h = _key_hash(d0, d1, dp, s0, s1, sp)
+        slot = np.int64(h & np.uint64(mask))
+        while True:
+            c = table[slot]
+            if c < 0:
+                table[slot] = count
+                first_row[count] = row
+                conv[row] = count
+                count += 1
+                break
+            f = first_row[c]
+            if src[f, 0] == s0 and src[f, 1] == s1 and sport[f] == sp and dst[f, 0] == d0 \
+                    and dst[f, 1] == d1 and dport[f] == dp:
+                conv[row] = c  # same direction as the first packet
+                break
+            if src[f, 0] == d0 and src[f, 1] == d1 and sport[f] == dp and dst[f, 0] == s0 \
+                    and dst[f, 1] == s1 and dport[f] == sp:
+                conv[row] = c
+                direction[row] = 1
+                break
+            slot = (slot + 1) & mask
+    return conv, direction, count
