@@ -35,19 +35,24 @@ gaps that depend on application analyzers are not reproduced;
 ``likely_server_ports`` is that of a plain ``zeek -r`` run; from tcpdump text
 without sequence numbers the letters that compare them (S H F R T G) are
 approximate.
+
+The per-packet pass and ``conn_state`` run compiled (:mod:`pcapstate.jit`), or
+as the same plain Python with ``PCAPSTATE_NO_JIT=1``; the pass leaves each
+flow's history as character codes, which become strings here, once per flow.
 """
 from __future__ import annotations
-
-import re
 
 import numpy as np
 
 from pcapstate import replay as rp
+from pcapstate.jit import njit
 from pcapstate.zeek_seq import (
-    CLOSED, E_MISSED, E_PKTS, E_STATE, ESTABLISHED, INACTIVE, PARTIAL, RESET, SYN_ACK_SENT, SYN_SENT, endpoint_size)
+    CLOSED, E_MISSED, E_PKTS, E_STATE, ESTABLISHED, INACTIVE, PARTIAL, RESET, SYN_ACK_SENT, SYN_SENT, endpoint_size,
+    new_endpoints)
 from pcapstate.zeek_tcp import (
-    C_DONE, C_LAST, C_ORIG_SIDE, C_START, N_P, P_ACK, P_BAD, P_CONN, P_DPORT, P_FLAGS, P_LEN, P_SEQ, P_SIDE, P_SPORT,
-    P_TRUNC, P_TS, P_WIN, ZeekPass, ZeekState)
+    C_DONE, C_LAST, C_LETTERS, C_ORIG_SIDE, C_START, L_A, L_F, L_FLIP, L_G, L_H, L_I, L_Q, L_R, L_S, N_P, P_ACK,
+    P_BAD, P_CONN, P_DPORT, P_FLAGS, P_LEN, P_SEQ, P_SIDE, P_SPORT, P_TRUNC, P_TS, P_WIN, ZeekState, history_codes,
+    new_connections, run)
 
 # likely_server_ports of a plain ``zeek -r`` run: the TCP ports the base protocol
 # scripts add (a bare ``zeek -b`` run only has those of the scripts it loads).
@@ -56,42 +61,77 @@ LIKELY_SERVER_PORTS = frozenset({
     989, 990, 992, 993, 995, 1080, 1434, 1883, 2811, 3128, 3268, 3306, 3389, 5222, 5223, 5269, 5432,
     6379, 6666, 6667, 6668, 6669, 8000, 8080, 8888, 20000})
 CONN_STATES = ("S0", "S1", "SF", "REJ", "S2", "S3", "RSTO", "RSTR", "RSTOS0", "RSTRH", "SH", "SHR", "OTH")
-_RSTOS0_HISTORY = re.compile(r"\^?S[^HAFGIQ]*R.*")
+S0, S1, SF, REJ, S2, S3, RSTO, RSTR, RSTOS0, RSTRH, SH, SHR, OTH = range(len(CONN_STATES))
+# room for the letters of a typical connection; the pass runs again, with more, when one has more
+HISTORY_ROOM = 24
+
+
+@njit
+def rstos0_history(letters: np.ndarray, n: int) -> bool:
+    """Whether the first ``n`` letters match ``^?S[^HAFGIQ]*R.*``: a SYN, then an R before any H A F G I Q."""
+    i = 1 if n > 0 and letters[0] == L_FLIP else 0
+    if i >= n or letters[i] != L_S:
+        return False
+    for j in range(i + 1, n):
+        if letters[j] == L_R:
+            return True
+        if letters[j] in (L_H, L_A, L_F, L_G, L_I, L_Q):
+            return False
+    return False
+
+
+@njit
+def conn_state_code(orig: int, resp: int, orig_size: int, resp_size: int, letters: np.ndarray, n: int) -> int:
+    """Conn::conn_state for TCP (an index into CONN_STATES), from both endpoints' final states."""
+    o_inactive, r_inactive = orig in (INACTIVE, PARTIAL), resp in (INACTIVE, PARTIAL)
+    if resp == RESET:
+        if orig in (SYN_SENT, SYN_ACK_SENT) or (orig == RESET and orig_size == 0 and resp_size == 0):
+            return REJ
+        return RSTRH if o_inactive else RSTR
+    if orig == RESET:
+        if r_inactive:
+            return RSTOS0 if rstos0_history(letters, n) else OTH
+        return RSTO
+    if orig == CLOSED and resp == CLOSED:
+        return SF
+    if orig == CLOSED:
+        return SH if r_inactive else S2
+    if resp == CLOSED:
+        return SHR if o_inactive else S3
+    if orig == SYN_SENT and resp == INACTIVE:
+        return S0
+    if orig == ESTABLISHED and resp == ESTABLISHED:
+        return S1
+    return OTH
 
 
 def conn_state(orig: int, resp: int, orig_size: int, resp_size: int, history: str) -> str:
     """Conn::conn_state for TCP, from both endpoints' final :class:`ZeekState`."""
-    o_inactive, r_inactive = orig in (INACTIVE, PARTIAL), resp in (INACTIVE, PARTIAL)
-    if resp == RESET:
-        if orig in (SYN_SENT, SYN_ACK_SENT) or (orig == RESET and orig_size == 0 and resp_size == 0):
-            return "REJ"
-        return "RSTRH" if o_inactive else "RSTR"
-    if orig == RESET:
-        if r_inactive:
-            return "RSTOS0" if _RSTOS0_HISTORY.fullmatch(history) else "OTH"
-        return "RSTO"
-    if orig == CLOSED and resp == CLOSED:
-        return "SF"
-    if orig == CLOSED:
-        return "SH" if r_inactive else "S2"
-    if resp == CLOSED:
-        return "SHR" if o_inactive else "S3"
-    if orig == SYN_SENT and resp == INACTIVE:
-        return "S0"
-    if orig == ESTABLISHED and resp == ESTABLISHED:
-        return "S1"
-    return "OTH"
+    letters = np.frombuffer(history.encode("ascii"), dtype=np.uint8).copy()
+    return CONN_STATES[conn_state_code(int(orig), int(resp), int(orig_size), int(resp_size), letters, len(letters))]
+
+
+@njit
+def finish(ends: np.ndarray, conn: np.ndarray, hist: np.ndarray, orig: np.ndarray, sizes: np.ndarray,
+           states: np.ndarray) -> None:
+    """Per flow: the originator's endpoint row, both endpoints' sizes and the conn_state code."""
+    for k in range(conn.shape[0]):
+        o = 2 * k + max(conn[k, C_ORIG_SIDE], 0)
+        orig[k] = o
+        sizes[k, 0], sizes[k, 1] = endpoint_size(ends, o), endpoint_size(ends, o ^ 1)
+        states[k] = conn_state_code(ends[o, E_STATE], ends[o ^ 1, E_STATE], sizes[k, 0], sizes[k, 1], hist[k],
+                                    conn[k, C_LETTERS])
 
 
 def packet_matrix(tracking) -> np.ndarray:
-    """The pass's (n, N_P) int64 input: packet-table columns and the replay's flow and side per row."""
+    """The pass's (N_P, n) int64 input: per packet-table row, its columns and the replay's flow and side."""
     table, rows = tracking.table, tracking.result.rows
-    pk = np.zeros((len(table), N_P), dtype=np.int64)
-    pk[:, P_CONN], pk[:, P_SIDE] = rows[:, rp.R_CONN], rows[:, rp.R_SIDE]
-    for column, name in ((P_FLAGS, "flags"), (P_SEQ, "seq"), (P_ACK, "ack"), (P_LEN, "payload_len"),
-                         (P_TS, "ts_ns"), (P_WIN, "window"), (P_SPORT, "sport"), (P_DPORT, "dport"),
-                         (P_TRUNC, "truncated"), (P_BAD, "bad_checksum")):
-        pk[:, column] = table[name]
+    pk = np.empty((N_P, len(table)), dtype=np.int64)
+    pk[P_CONN], pk[P_SIDE] = rows[:, rp.R_CONN], rows[:, rp.R_SIDE]
+    for field, name in ((P_FLAGS, "flags"), (P_SEQ, "seq"), (P_ACK, "ack"), (P_LEN, "payload_len"),
+                        (P_TS, "ts_ns"), (P_WIN, "window"), (P_SPORT, "sport"), (P_DPORT, "dport"),
+                        (P_TRUNC, "truncated"), (P_BAD, "bad_checksum")):
+        pk[field] = table[name]
     return pk
 
 
@@ -107,42 +147,54 @@ def zeek_summary(tracking, *, validate_checksums: bool = True,
     bool, Zeek gives later packets of the flow to further connections (a new
     SYN, or one of its timers ended the first), which this summary leaves out.
     """
-    n_conn = len(tracking.result.connections)
-    server_port = np.zeros(65536, dtype=np.bool_)
-    server_port[sorted(likely_server_ports)] = True
-    zeek = ZeekPass(packet_matrix(tracking), n_conn, server_port, validate_checksums)
-    zeek.run(tracking.conversations.order)
-    return _summarise(zeek, n_conn)
+    return summarise_packets(packet_matrix(tracking), tracking.conversations.order,
+                             len(tracking.result.connections), port_mask(likely_server_ports), validate_checksums)
 
 
-def _histories(hist: np.ndarray, n_conn: int) -> np.ndarray:
-    letters: list[list[str]] = [[] for _ in range(n_conn)]
-    for k, code in hist.tolist():
-        letters[k].append(chr(code))
-    history = np.empty(n_conn, dtype=object)
-    history[:] = ["".join(chars) or None for chars in letters]
+def port_mask(ports) -> np.ndarray:
+    """A bool per TCP port number, True for ``ports``."""
+    mask = np.zeros(65536, dtype=np.bool_)
+    mask[sorted(ports)] = True
+    return mask
+
+
+def summarise_packets(pk: np.ndarray, order: np.ndarray, n_conn: int, server_port: np.ndarray,
+                      validate: bool) -> dict[str, np.ndarray]:
+    """:func:`zeek_summary` over the pass's inputs: the packet matrix, the replay order, a port mask."""
+    room = HISTORY_ROOM
+    while True:  # twice at most: the first run counts the letters of the longest history
+        ends, conn = new_endpoints(2 * n_conn), new_connections(n_conn, room)
+        run(pk, order, ends, conn, server_port, bool(validate))
+        longest = int(conn[:, C_LETTERS].max(initial=0))
+        if longest <= room:
+            return _summarise(ends, conn)
+        room = longest
+
+
+def histories(hist: np.ndarray) -> np.ndarray:
+    """Letter codes, a zero-padded uint8 row per flow, as strings (None for none)."""
+    # A row of bytes viewed as one fixed-width bytes value: numpy drops the zero padding.
+    raw = np.ascontiguousarray(hist).view(f"S{hist.shape[1]}").reshape(-1)
+    text = raw.astype(f"U{hist.shape[1]}")
+    history = text.astype(object)
+    history[text == ""] = None
     return history
 
 
-def _summarise(zeek: ZeekPass, n_conn: int) -> dict[str, np.ndarray]:
-    ends, conn = zeek.ends, zeek.conn
-    history = _histories(zeek.hist[: zeek.n_hist], n_conn)
-    orig = 2 * np.arange(n_conn) + np.maximum(conn[:, C_ORIG_SIDE], 0)
-    states = np.empty(n_conn, dtype=object)
+def _summarise(ends: np.ndarray, conn: np.ndarray) -> dict[str, np.ndarray]:
+    n_conn, hist = conn.shape[0], history_codes(conn)
+    orig = np.zeros(n_conn, dtype=np.int64)
     sizes = np.zeros((n_conn, 2), dtype=np.int64)
-    for k in range(n_conn):
-        o = int(orig[k])
-        sizes[k] = endpoint_size(ends, o), endpoint_size(ends, o ^ 1)
-        states[k] = conn_state(int(ends[o, E_STATE]), int(ends[o ^ 1, E_STATE]), int(sizes[k, 0]),
-                               int(sizes[k, 1]), history[k] or "")
+    states = np.zeros(n_conn, dtype=np.int64)
+    finish(ends, conn, hist, orig, sizes, states)
     duration_ns = conn[:, C_LAST] - conn[:, C_START]
     logged = duration_ns > 0
     return {
-        "conn_state": states,
-        "history": history,
+        "conn_state": np.array(CONN_STATES, dtype=object)[states],
+        "history": histories(hist),
         "orig_is_client": conn[:, C_ORIG_SIDE] == 0,
-        "orig_pkts": ends[orig, E_PKTS].copy(),
-        "resp_pkts": ends[orig ^ 1, E_PKTS].copy(),
+        "orig_pkts": ends[orig, E_PKTS],
+        "resp_pkts": ends[orig ^ 1, E_PKTS],
         "orig_bytes": np.where(logged, sizes[:, 0], -1),
         "resp_bytes": np.where(logged, sizes[:, 1], -1),
         "missed_bytes": ends[orig, E_MISSED] + ends[orig ^ 1, E_MISSED],
@@ -151,4 +203,5 @@ def _summarise(zeek: ZeekPass, n_conn: int) -> dict[str, np.ndarray]:
     }
 
 
-__all__ = ["CONN_STATES", "LIKELY_SERVER_PORTS", "ZeekState", "conn_state", "zeek_summary"]
+__all__ = ["CONN_STATES", "LIKELY_SERVER_PORTS", "ZeekState", "conn_state", "packet_matrix", "port_mask",
+           "summarise_packets", "zeek_summary"]

@@ -15,11 +15,19 @@ Part of the Zeek summary (:mod:`pcapstate.zeek`).  One row per endpoint
   are kept as one span (Zeek keeps a list), so several holes under one ACK
   count as at most two gaps.
 
-Relative numbers are Python ints of Zeek's uint64 values; all state is int64.
+Every function but ``new_endpoints`` runs compiled (:func:`pcapstate.jit.njit`),
+or as plain Python with ``PCAPSTATE_NO_JIT=1``: integer arguments and int64
+state, read and written as ``ends[e, column]``.  Compiled, every array a
+function is given (or a row view ``ends[e]`` it takes) costs two atomic
+reference counts per call, so arithmetic such as :func:`relative_seq` takes
+numbers.  Zeek's uint64 relative numbers are int64 here (no capture comes
+near 2**63); a size Zeek computes modulo 2**64 keeps the same bits as int64.
 """
 from __future__ import annotations
 
 import numpy as np
+
+from pcapstate.jit import njit
 
 MASK32 = 0xFFFFFFFF
 TOO_LARGE_SEQ_DELTA = 1048576
@@ -41,121 +49,126 @@ def new_endpoints(n: int) -> np.ndarray:
     return ends
 
 
+@njit
 def seq_delta(a: int, b: int) -> int:
     """``a - b`` as a signed 32-bit difference (Zeek's ``seq_delta``)."""
     d = (a - b) & MASK32
     return d - (1 << 32) if d >= 1 << 31 else d
 
 
+@njit
 def init_endpoint(ends: np.ndarray, e: int, flags: int, seq: int, end: int) -> None:
     """Where the endpoint's relative numbers start: its SYN, or one before its first packet."""
-    x = ends[e]
-    state = int(x[E_STATE])
+    state = int(ends[e, E_STATE])
     if state == INACTIVE:
         if flags & SYN:
-            x[E_START], x[E_ACKSEQ], x[E_LAST] = seq, seq, end
+            ends[e, E_START], ends[e, E_ACKSEQ], ends[e, E_LAST] = seq, seq, end
         else:  # as though a SYN had been seen, without marking this packet a duplicate
-            x[E_START], x[E_ACKSEQ], x[E_LAST] = (seq - 1) & MASK32, (seq - 1) & MASK32, seq
+            ends[e, E_START], ends[e, E_ACKSEQ], ends[e, E_LAST] = (seq - 1) & MASK32, (seq - 1) & MASK32, seq
         return
     if state in (SYN_SENT, SYN_ACK_SENT):
-        restart = bool(flags & SYN) and seq != x[E_START] & MASK32
+        restart = bool(flags & SYN) and seq != ends[e, E_START] & MASK32
     elif state in (ESTABLISHED, PARTIAL):
         restart = bool(flags & SYN)
     else:
-        restart = state == RESET and bool(flags & SYN) and x[E_PREV] == INACTIVE
+        restart = state == RESET and bool(flags & SYN) and ends[e, E_PREV] == INACTIVE
     if restart:
-        x[E_START], x[E_ACKSEQ], x[E_LAST] = seq, seq, end
+        ends[e, E_START], ends[e, E_ACKSEQ], ends[e, E_LAST] = seq, seq, end
 
 
-def relative_seq(ends: np.ndarray, e: int, cur: int, last: int, wraps: int) -> tuple[int, bool]:
-    """``cur`` relative to the endpoint's start (wraps counted from ``last``); True if before the start."""
+@njit
+def relative_seq(cur: int, last: int, wraps: int, start: int) -> tuple[int, bool]:
+    """``cur`` relative to ``start`` (wraps counted from ``last``); True if before the start."""
     delta = seq_delta(cur, last)
     if delta < 0 and wraps and cur > last:
         wraps -= 1
     elif delta > 0 and cur < last:
         wraps += 1
-    start = int(ends[e, E_START])
     if wraps == 0:
         d = seq_delta(cur, start & MASK32)
         return d, d < 0
     return (wraps << 32) + cur - start, False
 
 
+@njit
 def acknowledge(ends: np.ndarray, peer: int, flags: int, ack: int) -> int:
     """An ACK for ``peer``'s data: start its numbers if it never sent, else advance its ack; the relative ack."""
-    x = ends[peer]
-    if x[E_STATE] == INACTIVE:
-        x[E_START] = x[E_ACKSEQ] = x[E_LAST] = (ack - 1) & MASK32
+    if ends[peer, E_STATE] == INACTIVE:
+        ends[peer, E_START] = ends[peer, E_ACKSEQ] = ends[peer, E_LAST] = (ack - 1) & MASK32
         return 1
-    rel, underflow = relative_seq(ends, peer, ack, int(x[E_ACKSEQ]), int(x[E_ACK_WRAPS]))
+    rel, underflow = relative_seq(ack, int(ends[peer, E_ACKSEQ]), int(ends[peer, E_ACK_WRAPS]),
+                                  int(ends[peer, E_START]))
     if underflow:
         return 0
-    delta = seq_delta(ack, int(x[E_ACKSEQ]))
+    delta = seq_delta(ack, int(ends[peer, E_ACKSEQ]))
     if not flags & RST and not (ack == 0 and delta > TOO_LARGE_SEQ_DELTA) and delta > 0:
-        x[E_ACK_WRAPS] += 1 if ack < x[E_ACKSEQ] else 0
-        x[E_ACKSEQ] = ack
+        ends[peer, E_ACK_WRAPS] += 1 if ack < ends[peer, E_ACKSEQ] else 0
+        ends[peer, E_ACKSEQ] = ack
     return rel
 
 
+@njit
 def update_last_seq(ends: np.ndarray, e: int, end: int, flags: int, length: int) -> tuple[int, bool]:
     """Advance the endpoint's highest sequence number; (delta, whether the payload was a retransmission)."""
-    x = ends[e]
-    delta = seq_delta(end, int(x[E_LAST]))
+    delta = seq_delta(end, int(ends[e, E_LAST]))
     if flags & (SYN | RST) and abs(delta) > TOO_LARGE_SEQ_DELTA:
         return delta, False
-    if (flags & FIN and x[E_LAST] == (x[E_START] + 1) & MASK32) or (x[E_STATE] != RESET and delta > 0):
-        x[E_WRAPS] += 1 if end < x[E_LAST] else 0
-        x[E_LAST] = end
+    first_fin = bool(flags & FIN) and ends[e, E_LAST] == (ends[e, E_START] + 1) & MASK32
+    if first_fin or (ends[e, E_STATE] != RESET and delta > 0):
+        ends[e, E_WRAPS] += 1 if end < ends[e, E_LAST] else 0
+        ends[e, E_LAST] = end
         return delta, False
-    return delta, x[E_STATE] != RESET and length > 0
+    return delta, ends[e, E_STATE] != RESET and length > 0
 
 
+@njit
 def endpoint_size(ends: np.ndarray, e: int) -> int:
     """Payload bytes from the sequence numbers (SYN and FIN not counted)."""
-    x, peer = ends[e], ends[e ^ 1]
-    start = int(x[E_START])
-    acked = (int(x[E_ACK_WRAPS]) << 32) + int(x[E_ACKSEQ])
-    if x[E_PREV] == SYN_SENT and x[E_STATE] == RESET and peer[E_STATE] == INACTIVE and acked not in (start, start + 1):
+    start = int(ends[e, E_START])
+    acked = (int(ends[e, E_ACK_WRAPS]) << 32) + int(ends[e, E_ACKSEQ])
+    aborted = ends[e, E_PREV] == SYN_SENT and ends[e, E_STATE] == RESET and ends[e ^ 1, E_STATE] == INACTIVE
+    if aborted and acked not in (start, start + 1):
         return 0  # a half-open connection discovered and aborted
-    size = (max((int(x[E_WRAPS]) << 32) + int(x[E_LAST]), acked) - start) & ((1 << 64) - 1)
+    # Zeek's uint64 difference: below the start it wraps; here it is the same bits, negative
+    size = max((int(ends[e, E_WRAPS]) << 32) + int(ends[e, E_LAST]), acked) - start
     size -= 1 if size else 0
-    size -= 1 if x[E_FINS] > 0 and size else 0
+    size -= 1 if ends[e, E_FINS] > 0 and size else 0
     return size
 
 
+@njit
 def data_sent(ends: np.ndarray, e: int, seq: int, length: int) -> None:
     """Payload [seq, seq + length) (relative) reaches the endpoint's reassembler."""
-    x = ends[e]
-    acked = (int(x[E_ACK_WRAPS]) << 32) + int(x[E_ACKSEQ]) - int(x[E_START])
+    acked = (int(ends[e, E_ACK_WRAPS]) << 32) + int(ends[e, E_ACKSEQ]) - int(ends[e, E_START])
     upper = seq + length
-    seq = max(seq, acked, int(x[E_TRIM]))
+    seq = max(seq, acked, int(ends[e, E_TRIM]))
     if upper <= seq:
         return  # delivered and acknowledged already
-    if seq <= x[E_REASSEM] < upper:
-        x[E_REASSEM] = upper
-    elif seq > x[E_REASSEM]:  # above a hole: keep the span of what waits
-        x[E_BLOCK_LO] = seq if x[E_BLOCK_LO] < 0 else min(int(x[E_BLOCK_LO]), seq)
-        x[E_BLOCK_HI] = max(int(x[E_BLOCK_HI]), upper)
-    if 0 <= x[E_BLOCK_LO] <= x[E_REASSEM]:
-        x[E_REASSEM] = max(int(x[E_REASSEM]), int(x[E_BLOCK_HI]))
-        x[E_BLOCK_LO] = x[E_BLOCK_HI] = NONE
+    if seq <= ends[e, E_REASSEM] < upper:
+        ends[e, E_REASSEM] = upper
+    elif seq > ends[e, E_REASSEM]:  # above a hole: keep the span of what waits
+        ends[e, E_BLOCK_LO] = seq if ends[e, E_BLOCK_LO] < 0 else min(int(ends[e, E_BLOCK_LO]), seq)
+        ends[e, E_BLOCK_HI] = max(int(ends[e, E_BLOCK_HI]), upper)
+    if 0 <= ends[e, E_BLOCK_LO] <= ends[e, E_REASSEM]:
+        ends[e, E_REASSEM] = max(int(ends[e, E_REASSEM]), int(ends[e, E_BLOCK_HI]))
+        ends[e, E_BLOCK_LO] = ends[e, E_BLOCK_HI] = NONE
 
 
+@njit
 def trim_to(ends: np.ndarray, e: int, seq: int, partial: bool) -> tuple[int, int]:
     """The peer acknowledged the endpoint's stream up to ``seq``: lengths of up to two gaps (0 = none)."""
-    x = ends[e]
-    if x[E_FINS] > 0 and seq >= x[E_FIN_SEQ]:
-        seq = int(x[E_FIN_SEQ]) - 1
-    if seq <= x[E_TRIM]:
+    if ends[e, E_FINS] > 0 and seq >= ends[e, E_FIN_SEQ]:
+        seq = int(ends[e, E_FIN_SEQ]) - 1
+    if seq <= ends[e, E_TRIM]:
         return 0, 0
-    x[E_TRIM] = seq
-    if seq <= x[E_REASSEM] or (seq <= 2 and partial):
+    ends[e, E_TRIM] = seq
+    if seq <= ends[e, E_REASSEM] or (seq <= 2 and partial):
         return 0, 0  # all delivered, or the faked first byte of a partial connection
     first = 0
-    if 0 <= x[E_BLOCK_LO] < seq:
-        first = int(x[E_BLOCK_LO]) - int(x[E_REASSEM])
-        x[E_REASSEM] = x[E_BLOCK_HI]
-        x[E_BLOCK_LO] = x[E_BLOCK_HI] = NONE
-    second = max(seq - int(x[E_REASSEM]), 0)
-    x[E_REASSEM] = max(int(x[E_REASSEM]), seq)
+    if 0 <= ends[e, E_BLOCK_LO] < seq:
+        first = int(ends[e, E_BLOCK_LO]) - int(ends[e, E_REASSEM])
+        ends[e, E_REASSEM] = ends[e, E_BLOCK_HI]
+        ends[e, E_BLOCK_LO] = ends[e, E_BLOCK_HI] = NONE
+    second = max(seq - int(ends[e, E_REASSEM]), 0)
+    ends[e, E_REASSEM] = max(int(ends[e, E_REASSEM]), seq)
     return first, second

@@ -1,6 +1,6 @@
 """Zeek's TCP analysis of every packet, for the Zeek summary (:mod:`pcapstate.zeek`).
 
-:class:`ZeekPass` replays the packet table as Zeek's TCP analyzer reads it:
+:func:`run` replays the packet table as Zeek's TCP analyzer reads it:
 ``TCPSessionAdapter::Process`` (``src/packet_analysis/protocol/tcp/
 TCPSessionAdapter.cc``) per packet, with its endpoint state machine
 (``UpdateInactiveState``, ``UpdateSYN_SentState``, ``UpdateEstablishedState``,
@@ -12,9 +12,16 @@ inactivity: ``src/session/Session.cc``); history bits, logarithmic letters
 and ``^`` (``Session.h``, ``src/Conn.cc``).  Sequence numbers and content gaps
 are in :mod:`pcapstate.zeek_seq`.
 
-State is kept per flow in integer arrays: connection rows ``C_*`` indexed by
-flow id, endpoint rows ``2 * flow + side`` (side 0 the pcapstate client; Zeek's
-originator side is ``C_ORIG_SIDE`` and changes on a flip).  A flow whose next
+State is kept per flow in two int64 arrays, so that the pass runs compiled
+(:func:`pcapstate.jit.njit`; plain Python with ``PCAPSTATE_NO_JIT=1``):
+connection rows ``C_*`` indexed by flow id, endpoint rows ``2 * flow + side``
+(side 0 the pcapstate client; Zeek's originator side is ``C_ORIG_SIDE`` and
+changes on a flip).  A connection row ends with its history letters, character
+codes packed eight to a column from ``C_HISTORY`` (least significant byte
+first), ``C_LETTERS`` of them; letters beyond the row's room are counted, not
+written, and the caller runs the pass again with more room.  Keeping the
+letters in the connection row spares every compiled call a third array (each
+array argument costs two atomic reference counts per call).  A flow whose next
 packet Zeek gives to a new connection (reuse or removal) is marked done and
 keeps the summary of the connection its first packet opened.
 """
@@ -24,11 +31,12 @@ from enum import IntEnum
 
 import numpy as np
 
+from pcapstate.jit import njit
 from pcapstate.zeek_seq import (
     ACK, CLOSED, E_BAD_SUMS, E_CLOSED, E_FIN_SEQ, E_FINS, E_GAPS, E_LAST, E_LAST_FIN, E_LAST_RST, E_LAST_SYN,
     E_MISSED, E_PKTS, E_PREV, E_RSTS, E_RXMITS, E_SEEN, E_START, E_STATE, E_WIN0S, E_WRAPS, ESTABLISHED, FIN,
     INACTIVE, MASK32, NONE, PARTIAL, RESET, RST, SYN, SYN_ACK_SENT, SYN_SENT, acknowledge, data_sent, init_endpoint,
-    new_endpoints, relative_seq, trim_to, update_last_seq)
+    relative_seq, trim_to, update_last_seq)
 
 
 class ZeekState(IntEnum):
@@ -58,15 +66,53 @@ H_SYN, H_FIN, H_RST, H_FIN_RST, H_DATA, H_ACK, H_MULTI = 0x1, 0x2, 0x4, 0x8, 0x1
 L_A, L_C, L_D, L_F, L_G, L_H, L_I, L_Q, L_R, L_S, L_T, L_W, L_FLIP = (ord(c) for c in "ACDFGHIQRSTW^")
 LOWER = 32
 
-# packet matrix columns (one row per packet-table row)
+# packet matrix rows, one column per packet-table row (each field a contiguous copy)
 P_CONN, P_SIDE, P_FLAGS, P_SEQ, P_ACK, P_LEN, P_TS, P_WIN, P_SPORT, P_DPORT, P_TRUNC, P_BAD = range(12)
 N_P = 12
-# connection columns
+# connection columns, then the history letters
 (C_ORIG_SIDE, C_SEEN, C_START, C_LAST, C_DONE, C_ACTIVE, C_PARTIAL, C_TIMEOUT, C_ATTEMPT_AT, C_DELETE_AT,
- C_PCLOSE_AT, C_RESET_AT) = range(12)
-N_C = 12
+ C_PCLOSE_AT, C_RESET_AT, C_LETTERS) = range(13)
+C_HISTORY = 13
+LETTERS_PER_COLUMN = 8  # codes are below 128: the top byte's code never reaches the sign bit
 
 
+def new_connections(n_conn: int, letters: int) -> np.ndarray:
+    """Connection rows before their first packet (no originator side yet), with room for ``letters``."""
+    columns = (letters + LETTERS_PER_COLUMN - 1) // LETTERS_PER_COLUMN
+    conn = np.full((n_conn, C_HISTORY + columns), NONE, dtype=np.int64)
+    conn[:, C_LETTERS:] = 0
+    return conn
+
+
+def history_codes(conn: np.ndarray) -> np.ndarray:
+    """The letters of every connection as a (flows, room) uint8 array, zero after the last."""
+    return np.ascontiguousarray(conn[:, C_HISTORY:], dtype="<i8").view(np.uint8)
+
+
+@njit
+def run(pk: np.ndarray, order: np.ndarray, ends: np.ndarray, conn: np.ndarray, server_port: np.ndarray,
+        validate: bool) -> None:
+    """Every packet-table row in replay order: Zeek's connection for it, its checksum, then Process."""
+    for i in range(order.shape[0]):
+        # int(): free when compiled; as plain Python, indexing and arithmetic with ints are faster
+        row = int(order[i])
+        k, flags = int(pk[P_CONN, row]), int(pk[P_FLAGS, row])
+        if k < 0 or conn[k, C_DONE] == 1:
+            continue
+        if conn[k, C_ORIG_SIDE] < 0:
+            open_connection(pk, row, conn, server_port)
+        elif removed_before(ends, conn, k, int(pk[P_TS, row])) or is_reuse(ends, conn, k, flags, int(pk[P_SEQ, row])):
+            conn[k, C_DONE] = 1  # the rest of the flow belongs to later Zeek connections
+            continue
+        e = 2 * k + int(pk[P_SIDE, row])
+        if validate and pk[P_BAD, row] and not pk[P_TRUNC, row]:
+            scaled(ends, conn, e, E_BAD_SUMS, L_C)  # ValidateChecksum drops the packet
+            continue
+        process(pk, row, ends, conn, k, e)
+
+
+# -- history
+@njit
 def power_of_ten(count: int) -> bool:
     """Logarithmic history letters (ScaledHistoryEntry): the 1st, 10th, 100th... event."""
     while count >= 10 and count % 10 == 0:
@@ -74,272 +120,275 @@ def power_of_ten(count: int) -> bool:
     return count == 1
 
 
-class ZeekPass:
-    """One pass of Zeek's TCP analysis over every flow; see the module docstring."""
+@njit
+def add_history(conn: np.ndarray, k: int, code: int) -> None:
+    n = conn[k, C_LETTERS]
+    if n < LETTERS_PER_COLUMN * (conn.shape[1] - C_HISTORY):  # else only counted: the caller runs again
+        conn[k, C_HISTORY + n // LETTERS_PER_COLUMN] |= code << (8 * (n % LETTERS_PER_COLUMN))
+    conn[k, C_LETTERS] = n + 1
 
-    def __init__(self, pk: np.ndarray, n_conn: int, server_port: np.ndarray, validate: bool) -> None:
-        self.pk, self.server_port, self.validate = pk, server_port, validate
-        self.ends = new_endpoints(2 * n_conn)
-        self.conn = np.full((n_conn, N_C), NONE, dtype=np.int64)
-        self.hist = np.zeros((max(16, pk.shape[0]), 2), dtype=np.int64)  # (flow, letter), in order
-        self.n_hist = 0
 
-    def run(self, order: np.ndarray) -> None:
-        for i in range(order.shape[0]):
-            self.packet(int(order[i]))
+@njit
+def is_orig(conn: np.ndarray, e: int) -> bool:
+    return (e & 1) == conn[e >> 1, C_ORIG_SIDE]
 
-    # -- history
-    def add_history(self, k: int, code: int) -> None:
-        if self.n_hist == self.hist.shape[0]:
-            bigger = np.zeros((2 * self.hist.shape[0], 2), dtype=np.int64)
-            bigger[: self.n_hist] = self.hist[: self.n_hist]
-            self.hist = bigger
-        self.hist[self.n_hist, 0], self.hist[self.n_hist, 1] = k, code
-        self.n_hist += 1
 
-    def is_orig(self, e: int) -> bool:
-        return (e & 1) == self.conn[e >> 1, C_ORIG_SIDE]
+@njit
+def letter(code: int, orig: bool) -> int:
+    return code if orig else code + LOWER
 
-    def letter(self, e: int, code: int) -> int:
-        return code if self.is_orig(e) else code + LOWER
 
-    def check_history(self, e: int, bit: int, code: int) -> bool:
-        """Add ``code`` the first time (False); True when this kind was seen before."""
-        k = e >> 1
-        mask = bit if self.is_orig(e) else bit << 16
-        if self.conn[k, C_SEEN] & mask:
-            return True
-        self.conn[k, C_SEEN] |= mask
-        self.add_history(k, self.letter(e, code))
+@njit
+def check_history(conn: np.ndarray, e: int, bit: int, code: int) -> bool:
+    """Add ``code`` the first time (False); True when this kind was seen before."""
+    k = e >> 1
+    orig = (e & 1) == conn[k, C_ORIG_SIDE]
+    mask = bit if orig else bit << 16
+    if conn[k, C_SEEN] & mask:
+        return True
+    conn[k, C_SEEN] |= mask
+    add_history(conn, k, letter(code, orig))
+    return False
+
+
+@njit
+def scaled(ends: np.ndarray, conn: np.ndarray, e: int, column: int, code: int) -> None:
+    ends[e, column] += 1
+    if power_of_ten(int(ends[e, column])):
+        add_history(conn, e >> 1, letter(code, is_orig(conn, e)))
+
+
+@njit
+def repeated(ends: np.ndarray, conn: np.ndarray, e: int, bit: int, code: int, column: int, seq: int) -> None:
+    """S, H, F, R: again whenever the sequence number differs from the last such packet's."""
+    if check_history(conn, e, bit, code) and seq != ends[e, column]:
+        add_history(conn, e >> 1, letter(code, is_orig(conn, e)))
+    ends[e, column] = seq
+
+
+@njit
+def update_history(ends: np.ndarray, conn: np.ndarray, e: int, flags: int, rel: int, length: int) -> None:
+    """update_history: one packet's letters."""
+    bits = (flags & SYN != 0) + (flags & FIN != 0) + (flags & RST != 0)
+    if bits > 1:
+        if flags & FIN and flags & RST:
+            check_history(conn, e, H_FIN_RST, L_I)
+        else:
+            check_history(conn, e, H_MULTI, L_Q)
+    elif flags & SYN:
+        repeated(ends, conn, e, H_SYN, L_H if flags & ACK else L_S, E_LAST_SYN, rel)
+    elif flags & FIN:
+        repeated(ends, conn, e, H_FIN, L_F, E_LAST_FIN, rel + length)  # a FIN's number follows its data
+    elif flags & RST:
+        repeated(ends, conn, e, H_RST, L_R, E_LAST_RST, rel)
+    elif length:
+        check_history(conn, e, H_DATA, L_D)
+    elif flags & ACK:
+        check_history(conn, e, H_ACK, L_A)
+
+
+# -- connections and their lifetime
+@njit
+def open_connection(pk: np.ndarray, row: int, conn: np.ndarray, server_port: np.ndarray) -> None:
+    """NewConn + WantConnection: the first packet's sender originates, unless it looks like the server."""
+    k, side, t = pk[P_CONN, row], pk[P_SIDE, row], pk[P_TS, row]
+    conn[k, C_ORIG_SIDE], conn[k, C_SEEN], conn[k, C_START], conn[k, C_LAST], conn[k, C_DONE] = side, 0, t, t, 0
+    conn[k, C_ACTIVE], conn[k, C_PARTIAL], conn[k, C_TIMEOUT] = 1, 0, HANDSHAKE_TIMEOUT
+    flags, sport, dport = int(pk[P_FLAGS, row]), int(pk[P_SPORT, row]), int(pk[P_DPORT, row])
+    if (not flags & SYN or flags & ACK) and server_port[sport]:
+        if not server_port[dport] or (not flags & SYN and sport < dport):
+            conn[k, C_ORIG_SIDE] = 1 - side
+            add_history(conn, k, L_FLIP)
+
+
+@njit
+def removed_before(ends: np.ndarray, conn: np.ndarray, k: int, t: int) -> bool:
+    """Whether one of Zeek's timers removed connection ``k`` before time ``t``."""
+    o = 2 * k + int(conn[k, C_ORIG_SIDE])
+    so, sr = int(ends[o, E_STATE]), int(ends[o ^ 1, E_STATE])
+    active = conn[k, C_ACTIVE] == 1
+    if 0 <= conn[k, C_DELETE_AT] <= t or conn[k, C_LAST] + conn[k, C_TIMEOUT] <= t:
+        return True
+    if active and 0 <= conn[k, C_RESET_AT] <= t:
+        return True
+    if active and 0 <= conn[k, C_ATTEMPT_AT] <= t and so in (SYN_SENT, SYN_ACK_SENT) and sr == INACTIVE:
+        return True
+    if active and 0 <= conn[k, C_PCLOSE_AT] <= t and INACTIVE not in (so, sr) and RESET not in (so, sr) \
+            and not (ends[o, E_CLOSED] and ends[o ^ 1, E_CLOSED]):
+        return True
+    return so == INACTIVE and sr == INACTIVE and t - conn[k, C_START] >= BOTH_INACTIVE_EXPIRY
+
+
+@njit
+def is_reuse(ends: np.ndarray, conn: np.ndarray, k: int, flags: int, seq: int) -> bool:
+    """IsReuse: a SYN (or, to a silent originator, a SYN-ACK) that opens a new connection."""
+    o = 2 * k + int(conn[k, C_ORIG_SIDE])
+    if not flags & SYN or (flags & ACK and ends[o, E_STATE] != INACTIVE):
         return False
+    first = o ^ 1 if flags & ACK else o
+    if ends[o, E_CLOSED] or ends[o ^ 1, E_CLOSED]:
+        return True
+    if seq == ends[first, E_START] & MASK32:
+        return False
+    reversed_handshake = not flags & ACK and ends[first, E_STATE] == SYN_ACK_SENT \
+        and ends[o ^ 1, E_STATE] == INACTIVE and seq == ends[o ^ 1, E_START] & MASK32
+    return not reversed_handshake
 
-    def scaled(self, e: int, column: int, code: int) -> None:
-        self.ends[e, column] += 1
-        if power_of_ten(int(self.ends[e, column])):
-            self.add_history(e >> 1, self.letter(e, code))
 
-    def repeated(self, e: int, bit: int, code: int, column: int, seq: int) -> None:
-        """S, H, F, R: again whenever the sequence number differs from the last such packet's."""
-        if self.check_history(e, bit, code) and seq != self.ends[e, column]:
-            self.add_history(e >> 1, self.letter(e, code))
-        self.ends[e, column] = seq
+@njit
+def flip(conn: np.ndarray, k: int) -> None:
+    conn[k, C_ORIG_SIDE] = 1 - conn[k, C_ORIG_SIDE]
+    conn[k, C_PARTIAL] = 0
+    add_history(conn, k, L_FLIP)
 
-    def update_history(self, e: int, flags: int, rel: int, length: int) -> None:
-        """update_history: one packet's letters."""
-        bits = (flags & SYN != 0) + (flags & FIN != 0) + (flags & RST != 0)
-        if bits > 1:
-            if flags & FIN and flags & RST:
-                self.check_history(e, H_FIN_RST, L_I)
-            else:
-                self.check_history(e, H_MULTI, L_Q)
-        elif flags & SYN:
-            self.repeated(e, H_SYN, L_H if flags & ACK else L_S, E_LAST_SYN, rel)
-        elif flags & FIN:
-            self.repeated(e, H_FIN, L_F, E_LAST_FIN, rel + length)  # a FIN's number follows its data
-        elif flags & RST:
-            self.repeated(e, H_RST, L_R, E_LAST_RST, rel)
-        elif length:
-            self.check_history(e, H_DATA, L_D)
-        elif flags & ACK:
-            self.check_history(e, H_ACK, L_A)
 
-    # -- connections and their lifetime
-    def open(self, k: int, row: int) -> None:
-        """NewConn + WantConnection: the first packet's sender originates, unless it looks like the server."""
-        p = self.pk[row]
-        c = self.conn[k]
-        c[C_ORIG_SIDE], c[C_SEEN], c[C_START], c[C_LAST], c[C_DONE] = p[P_SIDE], 0, p[P_TS], p[P_TS], 0
-        c[C_ACTIVE], c[C_PARTIAL], c[C_TIMEOUT] = 1, 0, HANDSHAKE_TIMEOUT
-        flags, sport, dport = int(p[P_FLAGS]), int(p[P_SPORT]), int(p[P_DPORT])
-        if (not flags & SYN or flags & ACK) and self.server_port[sport]:
-            if not self.server_port[dport] or (not flags & SYN and sport < dport):
-                c[C_ORIG_SIDE] = 1 - p[P_SIDE]
-                self.add_history(k, L_FLIP)
+# -- one packet
+@njit
+def process(pk: np.ndarray, row: int, ends: np.ndarray, conn: np.ndarray, k: int, e: int) -> None:
+    """TCPSessionAdapter::Process: one valid packet sent by endpoint ``e``."""
+    flags, seq, ack, length = int(pk[P_FLAGS, row]), int(pk[P_SEQ, row]), int(pk[P_ACK, row]), int(pk[P_LEN, row])
+    t, peer = int(pk[P_TS, row]), e ^ 1
+    if not ends[e, E_SEEN]:  # SetPartialStatus
+        if is_orig(conn, e):
+            conn[k, C_PARTIAL] = int(not flags & SYN or bool(flags & ACK))
+        elif not conn[k, C_PARTIAL]:
+            conn[k, C_PARTIAL] = int(not flags & SYN)
+    seg_len = length + (1 if flags & SYN else 0) + (1 if flags & FIN else 0) - (length if flags & RST else 0)
+    end = (seq + seg_len) & MASK32
+    init_endpoint(ends, e, flags, seq, end)
+    rel, underflow = relative_seq(seq, int(ends[e, E_LAST]), int(ends[e, E_WRAPS]), int(ends[e, E_START]))
+    update_history(ends, conn, e, flags, rel, length)
+    if pk[P_WIN, row] == 0 and not flags & RST and ends[peer, E_STATE] != CLOSED and ends[e, E_STATE] != RESET:
+        scaled(ends, conn, e, E_WIN0S, L_W)
+    if not (ends[e, E_CLOSED] and ends[peer, E_CLOSED]):
+        conn[k, C_LAST] = t
+    ends[e, E_FINS] += 1 if flags & FIN else 0
+    ends[e, E_FIN_SEQ] = rel + seg_len if flags & FIN else ends[e, E_FIN_SEQ]
+    ends[e, E_RSTS] += 1 if flags & RST else 0
+    rel_ack = acknowledge(ends, peer, flags, ack) if flags & ACK else 0
+    delta, retransmitted = update_last_seq(ends, e, end, flags, length)
+    if retransmitted:
+        scaled(ends, conn, e, E_RXMITS, L_T)
+    do_close, gen_event = state_machine(ends, conn, k, e, flags, seq, length, t)
+    if flags & ACK:
+        first_gap, second_gap = trim_to(ends, peer, rel_ack, conn[k, C_PARTIAL] == 1)
+        if first_gap > 0 or second_gap > 0:  # rare: spares the common packet two calls
+            gap(ends, conn, peer, first_gap)
+            gap(ends, conn, peer, second_gap)
+    if length > 0 and not pk[P_TRUNC, row] and not flags & RST and not underflow:
+        data_sent(ends, e, rel + 1 if flags & SYN else rel, length)
+    ends[e, E_PKTS] += 1
+    ends[e, E_SEEN] = 1
+    if do_close:
+        connection_closed(ends, conn, k, e, gen_event)
 
-    def removed_before(self, k: int, t: int) -> bool:
-        """Whether one of Zeek's timers removed connection ``k`` before time ``t``."""
-        c = self.conn[k]
-        o = 2 * k + int(c[C_ORIG_SIDE])
-        so, sr = int(self.ends[o, E_STATE]), int(self.ends[o ^ 1, E_STATE])
-        active = c[C_ACTIVE] == 1
-        if 0 <= c[C_DELETE_AT] <= t or c[C_LAST] + c[C_TIMEOUT] <= t or (active and 0 <= c[C_RESET_AT] <= t):
-            return True
-        if active and 0 <= c[C_ATTEMPT_AT] <= t and so in (SYN_SENT, SYN_ACK_SENT) and sr == INACTIVE:
-            return True
-        if active and 0 <= c[C_PCLOSE_AT] <= t and INACTIVE not in (so, sr) and RESET not in (so, sr) \
-                and not (self.ends[o, E_CLOSED] and self.ends[o ^ 1, E_CLOSED]):
-            return True
-        return so == INACTIVE and sr == INACTIVE and t - c[C_START] >= BOTH_INACTIVE_EXPIRY
 
-    def is_reuse(self, k: int, flags: int, seq: int) -> bool:
-        """IsReuse: a SYN (or, to a silent originator, a SYN-ACK) that opens a new connection."""
-        o = 2 * k + int(self.conn[k, C_ORIG_SIDE])
-        if not flags & SYN or (flags & ACK and self.ends[o, E_STATE] != INACTIVE):
-            return False
-        first = o ^ 1 if flags & ACK else o
-        if self.ends[o, E_CLOSED] or self.ends[o ^ 1, E_CLOSED]:
-            return True
-        if seq == self.ends[first, E_START] & MASK32:
-            return False
-        reversed_handshake = not flags & ACK and self.ends[first, E_STATE] == SYN_ACK_SENT \
-            and self.ends[o ^ 1, E_STATE] == INACTIVE and seq == self.ends[o ^ 1, E_START] & MASK32
-        return not reversed_handshake
-
-    def flip(self, k: int) -> None:
-        self.conn[k, C_ORIG_SIDE] = 1 - self.conn[k, C_ORIG_SIDE]
-        self.conn[k, C_PARTIAL] = 0
-        self.add_history(k, L_FLIP)
-
-    # -- one packet
-    def packet(self, row: int) -> None:
-        p = self.pk[row]
-        k, t, flags = int(p[P_CONN]), int(p[P_TS]), int(p[P_FLAGS])
-        if k < 0 or self.conn[k, C_DONE] == 1:
+@njit
+def gap(ends: np.ndarray, conn: np.ndarray, e: int, length: int) -> None:
+    """TCP_Reassembler::Gap: a letter and missed bytes only while both ends are cleanly established."""
+    if length <= 0:
+        return
+    for side in (e, e ^ 1):
+        state, prev = int(ends[side, E_STATE]), int(ends[side, E_PREV])
+        if not (state == ESTABLISHED or (state == CLOSED and prev == ESTABLISHED)):
             return
-        if self.conn[k, C_ORIG_SIDE] < 0:
-            self.open(k, row)
-        elif self.removed_before(k, t) or self.is_reuse(k, flags, int(p[P_SEQ])):
-            self.conn[k, C_DONE] = 1  # the rest of the flow belongs to later Zeek connections
-            return
-        e = 2 * k + int(p[P_SIDE])
-        if self.validate and p[P_BAD] and not p[P_TRUNC]:
-            self.scaled(e, E_BAD_SUMS, L_C)  # ValidateChecksum drops the packet
-            return
-        self.process(k, e, row)
+    scaled(ends, conn, e, E_GAPS, L_G)
+    ends[e, E_MISSED] += length
 
-    def process(self, k: int, e: int, row: int) -> None:
-        """TCPSessionAdapter::Process: one valid packet sent by endpoint ``e``."""
-        p = self.pk[row]
-        flags, seq, ack, length, t = int(p[P_FLAGS]), int(p[P_SEQ]), int(p[P_ACK]), int(p[P_LEN]), int(p[P_TS])
-        peer, c, ends = e ^ 1, self.conn[k], self.ends
-        if not ends[e, E_SEEN]:  # SetPartialStatus
-            if self.is_orig(e):
-                c[C_PARTIAL] = int(not flags & SYN or bool(flags & ACK))
-            elif not c[C_PARTIAL]:
-                c[C_PARTIAL] = int(not flags & SYN)
-        seg_len = length + (1 if flags & SYN else 0) + (1 if flags & FIN else 0) - (length if flags & RST else 0)
-        end = (seq + seg_len) & MASK32
-        init_endpoint(ends, e, flags, seq, end)
-        rel, underflow = relative_seq(ends, e, seq, int(ends[e, E_LAST]), int(ends[e, E_WRAPS]))
-        self.update_history(e, flags, rel, length)
-        if p[P_WIN] == 0 and not flags & RST and ends[peer, E_STATE] != CLOSED and ends[e, E_STATE] != RESET:
-            self.scaled(e, E_WIN0S, L_W)
-        if not (ends[e, E_CLOSED] and ends[peer, E_CLOSED]):
-            c[C_LAST] = t
-        ends[e, E_FINS] += 1 if flags & FIN else 0
-        ends[e, E_FIN_SEQ] = rel + seg_len if flags & FIN else ends[e, E_FIN_SEQ]
-        ends[e, E_RSTS] += 1 if flags & RST else 0
-        rel_ack = acknowledge(ends, peer, flags, ack) if flags & ACK else 0
-        delta, retransmitted = update_last_seq(ends, e, end, flags, length)
-        if retransmitted:
-            self.scaled(e, E_RXMITS, L_T)
-        do_close, gen_event = self.state_machine(k, e, flags, seq, length, t)
-        if flags & ACK:
-            for gap in trim_to(ends, peer, rel_ack, c[C_PARTIAL] == 1):
-                self.gap(peer, gap)
-        if length > 0 and not p[P_TRUNC] and not flags & RST and not underflow:
-            data_sent(ends, e, rel + 1 if flags & SYN else rel, length)
-        ends[e, E_PKTS] += 1
-        ends[e, E_SEEN] = 1
-        if do_close:
-            self.connection_closed(k, e, gen_event)
 
-    def gap(self, e: int, length: int) -> None:
-        """TCP_Reassembler::Gap: a letter and missed bytes only while both ends are cleanly established."""
-        if length <= 0:
-            return
-        for side in (e, e ^ 1):
-            state, prev = int(self.ends[side, E_STATE]), int(self.ends[side, E_PREV])
-            if not (state == ESTABLISHED or (state == CLOSED and prev == ESTABLISHED)):
-                return
-        self.scaled(e, E_GAPS, L_G)
-        self.ends[e, E_MISSED] += length
+# -- the endpoint state machine (UpdateStateMachine)
+@njit
+def set_state(ends: np.ndarray, conn: np.ndarray, e: int, new: int) -> None:
+    """TCP_Endpoint::SetState; leaving the handshake switches to the long inactivity timeout."""
+    old = int(ends[e, E_STATE])
+    if new == old:
+        return
+    if new not in HANDSHAKE_STATES and old in HANDSHAKE_STATES and ends[e ^ 1, E_STATE] in HANDSHAKE_STATES:
+        conn[e >> 1, C_TIMEOUT] = INACTIVITY_TIMEOUT
+    ends[e, E_PREV], ends[e, E_STATE] = old, new
 
-    # -- the endpoint state machine (UpdateStateMachine)
-    def set_state(self, e: int, new: int) -> None:
-        """TCP_Endpoint::SetState; leaving the handshake switches to the long inactivity timeout."""
-        old = int(self.ends[e, E_STATE])
-        if new == old:
-            return
-        if new not in HANDSHAKE_STATES and old in HANDSHAKE_STATES and self.ends[e ^ 1, E_STATE] in HANDSHAKE_STATES:
-            self.conn[e >> 1, C_TIMEOUT] = INACTIVITY_TIMEOUT
-        self.ends[e, E_PREV], self.ends[e, E_STATE] = old, new
 
-    def state_machine(self, k: int, e: int, flags: int, seq: int, length: int, t: int) -> tuple[bool, bool]:
-        """One step of endpoint ``e``; returns (do_close, gen_event)."""
-        state, peer = int(self.ends[e, E_STATE]), e ^ 1
-        if state == INACTIVE:
-            return self.inactive_step(k, e, flags, seq, length, t)
-        if state in (SYN_SENT, SYN_ACK_SENT):
-            if flags & FIN:
-                self.set_state(e, CLOSED)
-            if flags & RST:
-                self.set_state(e, RESET)
-                self.conn[k, C_ACTIVE] = 0  # ConnectionReset
-            return bool(flags & (FIN | RST)), bool(flags & FIN)
-        if state in (ESTABLISHED, PARTIAL):
-            if flags & SYN and state == PARTIAL and self.ends[peer, E_STATE] == INACTIVE and not flags & ACK:
-                self.set_state(e, SYN_SENT)
-            if flags & FIN and not flags & RST:
-                self.set_state(e, CLOSED)
-                if self.ends[peer, E_STATE] == RESET and self.ends[peer, E_PREV] == CLOSED:
-                    self.set_state(peer, CLOSED)  # the peer's FIN then RST: a normal close after all
-            if flags & RST:
-                if self.ends[peer, E_STATE] != RESET or self.ends[peer, E_PREV] != ESTABLISHED:
-                    self.conn[k, C_ACTIVE] = 0
-                self.set_state(e, RESET)
-            return bool(flags & (FIN | RST)), bool(flags & FIN and not flags & RST)
-        if state == CLOSED and flags & RST and self.ends[peer, E_STATE] != CLOSED:
-            self.set_state(e, RESET)
-            self.conn[k, C_RESET_AT] = t + RESET_DELAY
-            return self.ends[e, E_CLOSED] == 0, False
-        return False, False
-
-    def inactive_step(self, k: int, e: int, flags: int, seq: int, length: int, t: int) -> tuple[bool, bool]:
-        """UpdateInactiveState: the endpoint's first packet."""
-        is_orig, peer = self.is_orig(e), e ^ 1
-        do_close = gen_event = False
-        if flags & SYN:
-            if is_orig:
-                self.set_state(e, SYN_ACK_SENT if flags & ACK else SYN_SENT)
-                self.conn[k, C_ATTEMPT_AT] = t + ATTEMPT_DELAY
-            else:
-                if not flags & ACK and self.ends[peer, E_STATE] == SYN_ACK_SENT \
-                        and seq == self.ends[e, E_START] & MASK32:
-                    self.flip(k)  # the SYN-ACK was captured before its SYN
-                    self.set_state(peer, ESTABLISHED)
-                if self.ends[peer, E_STATE] == SYN_SENT:
-                    self.set_state(peer, ESTABLISHED)
-                self.set_state(e, ESTABLISHED)
+@njit
+def state_machine(ends: np.ndarray, conn: np.ndarray, k: int, e: int, flags: int, seq: int, length: int,
+                  t: int) -> tuple[bool, bool]:
+    """One step of endpoint ``e``; returns (do_close, gen_event)."""
+    state, peer = int(ends[e, E_STATE]), e ^ 1
+    if state == INACTIVE:
+        return inactive_step(ends, conn, k, e, flags, seq, length, t)
+    if state in (SYN_SENT, SYN_ACK_SENT):
         if flags & FIN:
-            self.set_state(e, CLOSED)
-            do_close = gen_event = True
+            set_state(ends, conn, e, CLOSED)
         if flags & RST:
-            peer_state = int(self.ends[peer, E_STATE])
-            self.set_state(e, RESET)
-            reject = peer_state == ESTABLISHED if is_orig else peer_state in (SYN_SENT, SYN_ACK_SENT)
-            do_close, gen_event = True, not reject
-        if self.ends[e, E_STATE] == INACTIVE:
-            orig = 2 * k + int(self.conn[k, C_ORIG_SIDE])
-            if not is_orig and length == 0 and self.ends[orig, E_STATE] == SYN_SENT:
-                pass  # an ACK ahead of the SYN-ACK does not make a partial connection
-            elif flags & ACK and self.ends[peer, E_STATE] == ESTABLISHED:
-                self.set_state(e, ESTABLISHED)  # the SYN was missed, its SYN-ACK seen
-                self.conn[k, C_PARTIAL] = 0
-            else:
-                self.set_state(e, PARTIAL)
-        return do_close, gen_event
+            set_state(ends, conn, e, RESET)
+            conn[k, C_ACTIVE] = 0  # ConnectionReset
+        return bool(flags & (FIN | RST)), bool(flags & FIN)
+    if state in (ESTABLISHED, PARTIAL):
+        if flags & SYN and state == PARTIAL and ends[peer, E_STATE] == INACTIVE and not flags & ACK:
+            set_state(ends, conn, e, SYN_SENT)
+        if flags & FIN and not flags & RST:
+            set_state(ends, conn, e, CLOSED)
+            if ends[peer, E_STATE] == RESET and ends[peer, E_PREV] == CLOSED:
+                set_state(ends, conn, peer, CLOSED)  # the peer's FIN then RST: a normal close after all
+        if flags & RST:
+            if ends[peer, E_STATE] != RESET or ends[peer, E_PREV] != ESTABLISHED:
+                conn[k, C_ACTIVE] = 0
+            set_state(ends, conn, e, RESET)
+        return bool(flags & (FIN | RST)), bool(flags & FIN and not flags & RST)
+    if state == CLOSED and flags & RST and ends[peer, E_STATE] != CLOSED:
+        set_state(ends, conn, e, RESET)
+        conn[k, C_RESET_AT] = t + RESET_DELAY
+        return bool(ends[e, E_CLOSED] == 0), False
+    return False, False
 
-    def connection_closed(self, k: int, e: int, gen_event: bool) -> None:
-        """ConnectionClosed: mark the side closed and set the timers that end the connection."""
-        if self.ends[e, E_CLOSED]:
-            return
-        self.ends[e, E_CLOSED] = 1
-        peer, c = e ^ 1, self.conn[k]
-        if self.ends[e, E_STATE] == RESET or self.ends[peer, E_CLOSED] or self.ends[peer, E_STATE] == INACTIVE:
-            if gen_event and (self.ends[e, E_PREV] != INACTIVE or self.ends[peer, E_STATE] != INACTIVE):
-                c[C_ACTIVE] = 0  # ConnectionFinished
-            c[C_ATTEMPT_AT] = c[C_PCLOSE_AT] = c[C_RESET_AT] = NONE  # CancelTimers
-            c[C_DELETE_AT] = c[C_LAST] + CLOSE_DELAY
-        elif self.ends[e, E_PREV] == INACTIVE:
-            c[C_PCLOSE_AT] = c[C_LAST] + PARTIAL_CLOSE_DELAY
+
+@njit
+def inactive_step(ends: np.ndarray, conn: np.ndarray, k: int, e: int, flags: int, seq: int, length: int,
+                  t: int) -> tuple[bool, bool]:
+    """UpdateInactiveState: the endpoint's first packet."""
+    orig, peer = is_orig(conn, e), e ^ 1
+    do_close = gen_event = False
+    if flags & SYN:
+        if orig:
+            set_state(ends, conn, e, SYN_ACK_SENT if flags & ACK else SYN_SENT)
+            conn[k, C_ATTEMPT_AT] = t + ATTEMPT_DELAY
+        else:
+            if not flags & ACK and ends[peer, E_STATE] == SYN_ACK_SENT and seq == ends[e, E_START] & MASK32:
+                flip(conn, k)  # the SYN-ACK was captured before its SYN
+                set_state(ends, conn, peer, ESTABLISHED)
+            if ends[peer, E_STATE] == SYN_SENT:
+                set_state(ends, conn, peer, ESTABLISHED)
+            set_state(ends, conn, e, ESTABLISHED)
+    if flags & FIN:
+        set_state(ends, conn, e, CLOSED)
+        do_close = gen_event = True
+    if flags & RST:
+        peer_state = int(ends[peer, E_STATE])
+        set_state(ends, conn, e, RESET)
+        reject = peer_state == ESTABLISHED if orig else peer_state in (SYN_SENT, SYN_ACK_SENT)
+        do_close, gen_event = True, not reject
+    if ends[e, E_STATE] == INACTIVE:
+        o = 2 * k + int(conn[k, C_ORIG_SIDE])
+        if not orig and length == 0 and ends[o, E_STATE] == SYN_SENT:
+            pass  # an ACK ahead of the SYN-ACK does not make a partial connection
+        elif flags & ACK and ends[peer, E_STATE] == ESTABLISHED:
+            set_state(ends, conn, e, ESTABLISHED)  # the SYN was missed, its SYN-ACK seen
+            conn[k, C_PARTIAL] = 0
+        else:
+            set_state(ends, conn, e, PARTIAL)
+    return do_close, gen_event
+
+
+@njit
+def connection_closed(ends: np.ndarray, conn: np.ndarray, k: int, e: int, gen_event: bool) -> None:
+    """ConnectionClosed: mark the side closed and set the timers that end the connection."""
+    if ends[e, E_CLOSED]:
+        return
+    ends[e, E_CLOSED] = 1
+    peer = e ^ 1
+    if ends[e, E_STATE] == RESET or ends[peer, E_CLOSED] or ends[peer, E_STATE] == INACTIVE:
+        if gen_event and (ends[e, E_PREV] != INACTIVE or ends[peer, E_STATE] != INACTIVE):
+            conn[k, C_ACTIVE] = 0  # ConnectionFinished
+        conn[k, C_ATTEMPT_AT] = conn[k, C_PCLOSE_AT] = conn[k, C_RESET_AT] = NONE  # CancelTimers
+        conn[k, C_DELETE_AT] = conn[k, C_LAST] + CLOSE_DELAY
+    elif ends[e, E_PREV] == INACTIVE:
+        conn[k, C_PCLOSE_AT] = conn[k, C_LAST] + PARTIAL_CLOSE_DELAY
