@@ -124,7 +124,18 @@ def analyze(source, *, decoder: str = "dpkt", time_wait: float = DEFAULT_TIME_WA
 
 
 class Analysis:
-    """Results of :func:`analyze`; every table is a pandas DataFrame."""
+    """Results of :func:`analyze`; every table is a pandas DataFrame.
+
+    States are ordered categoricals in RFC 9293 order (so ``<`` and sorting
+    follow the diagram), times are timezone-aware UTC datetimes with the raw
+    epoch seconds beside them (``ts`` and ``ts_epoch``).
+
+    >>> a = analyze("samples/fin_dropped.pcap")
+    >>> a.flows["client_state"].cat.categories[:4].tolist(), a.flows["client_state"].cat.ordered
+    (['CLOSED', 'LISTEN', 'SYN_SENT', 'SYN_RCVD'], True)
+    >>> str(a.packets["ts"].iloc[0]), float(a.packets["ts_epoch"].iloc[0])
+    ('2026-11-22 15:49:06.257161+00:00', 1795362546.257161)
+    """
 
     def __init__(self, tracking: Tracking, thresholds: Thresholds = Thresholds(),
                  zeek_checksums: bool = False) -> None:
@@ -147,6 +158,11 @@ class Analysis:
     # -- flows
     @cached_property
     def flows(self) -> pd.DataFrame:
+        """One row per connection, with each endpoint's final state (columns: module docstring).
+
+        >>> analyze("samples/fin_dropped.pcap").flows[["client_state", "server_state"]].values.tolist()
+        [['FIN_WAIT_1', 'ESTABLISHED']]
+        """
         conn = self.tracking.result.connections
         ends = self.tracking.result.endpoints
         rows = self.tracking.result.rows
@@ -197,6 +213,13 @@ class Analysis:
     # -- transitions
     @cached_property
     def transitions(self) -> pd.DataFrame:
+        """One row per state change of one endpoint, by flow then time.
+
+        >>> t = analyze("samples/fin_dropped.pcap").transitions
+        >>> t[["endpoint", "from_state", "to_state", "cause"]].head(3).values.tolist()
+        [['client', 'CLOSED', 'SYN_SENT', 'sent'], ['server', 'CLOSED', 'LISTEN', 'assumed'], \
+['server', 'LISTEN', 'SYN_RCVD', 'received']]
+        """
         t = self.tracking.result.transitions
         table = self.table
         order = np.lexsort((np.arange(len(t)), t[:, rp.T_TS], t[:, rp.T_CONN]))
@@ -223,6 +246,13 @@ class Analysis:
     # -- packets
     @cached_property
     def packets(self) -> pd.DataFrame:
+        """The packet table: flags in tcpdump notation, flow id, both states after each packet.
+
+        >>> p = analyze("samples/fin_dropped.pcap").packets
+        >>> p[["frame", "flags", "sender", "client_state", "server_state"]].head(3).values.tolist()
+        [[1, 'S', 'client', 'SYN_SENT', 'LISTEN'], [2, 'S.', 'server', 'SYN_SENT', 'SYN_RCVD'], \
+[3, '.', 'client', 'ESTABLISHED', 'ESTABLISHED']]
+        """
         table = self.table
         rows = self.tracking.result.rows
         src_text, dst_text = _row_addresses(table, np.arange(len(table)))
@@ -257,6 +287,12 @@ class Analysis:
 
     @cached_property
     def retransmissions(self) -> pd.DataFrame:
+        """One row per re-sent segment, classed as Wireshark does (timeout, fast, spurious).
+
+        >>> r = analyze("samples/fin_dropped.pcap").retransmissions
+        >>> r[["kind", "class", "attempt", "interval"]].head(3).values.tolist()
+        [['FIN', 'timeout', 1, 0.207945], ['FIN', 'timeout', 2, 0.208017], ['FIN', 'timeout', 3, 0.435997]]
+        """
         retx = self.findings.retransmissions
         rows = np.flatnonzero(retx.klass > 0)
         rows = rows[np.lexsort((self.table["frame"][rows], self.table["ts_ns"][rows]))]
@@ -277,7 +313,12 @@ class Analysis:
 
     @cached_property
     def retries(self) -> pd.DataFrame:
-        """One row per segment sent more than once: the retry chain and its backoff."""
+        """One row per segment sent more than once: the retry chain and its backoff.
+
+        >>> r = analyze("samples/fin_dropped.pcap").retries
+        >>> r[["sender", "kind", "sends", "pattern", "answered"]].values.tolist()
+        [['client', 'FIN', 6, 'linear-then-doubling', False]]
+        """
         chains = self.findings.chains
         table = self.table
         first = np.array([r[0] for r in chains.rows], dtype=np.int64)
@@ -302,6 +343,11 @@ class Analysis:
 
     @cached_property
     def anomalies(self) -> pd.DataFrame:
+        """Findings worst first, each with a one-sentence ``detail``; ``flow`` is <NA> capture-wide.
+
+        >>> analyze("samples/fin_dropped.pcap").anomalies["kind"].tolist()
+        ['fin_unacked', 'open_at_end']
+        """
         found = self.findings.anomalies
         flow = np.array(found.flow, dtype=np.int64)
         endpoint = np.array(found.endpoint, dtype=np.int64)
@@ -318,9 +364,53 @@ class Analysis:
         return frame.sort_values(["kind", "ts_epoch", "flow"], kind="stable").reset_index(drop=True)
 
     def flow(self, flow_id: int) -> dict[str, pd.DataFrame]:
-        """Every table restricted to one connection."""
+        """Every table restricted to one connection.
+
+        >>> a = analyze("samples/fin_dropped.pcap")
+        >>> parts = a.flow(0)
+        >>> sorted(parts)
+        ['anomalies', 'flows', 'packets', 'retransmissions', 'retries', 'transitions']
+        >>> parts["retries"][["sender", "kind", "sends"]].values.tolist()
+        [['client', 'FIN', 6]]
+        """
         tables = ("flows", "transitions", "packets", "retransmissions", "retries", "anomalies")
         return {name: getattr(self, name)[getattr(self, name)["flow"] == flow_id] for name in tables}
+
+    def states_at(self, t, *, closed: bool = True) -> pd.DataFrame:
+        """Every connection's pair of states at time ``t``: ``netstat -an`` from a capture.
+
+        ``t`` is a :class:`datetime.datetime` (a naive one is taken as UTC), a
+        :class:`pandas.Timestamp`, a :class:`numpy.datetime64`, an ISO 8601
+        string, or epoch seconds (int or float, as in the ``*_epoch`` columns).
+
+        One row per connection that exists at ``t``, i.e. whose first packet
+        is at or before ``t``, in flow order: ``flow``, ``client_addr``,
+        ``client_port``, ``server_addr``, ``server_port``, then
+        ``client_state`` and ``server_state`` (the ordered state categorical)
+        and ``client_since`` and ``server_since`` (when that state began,
+        ``NaT`` when no transition of that endpoint is at or before ``t``).
+
+        Each endpoint's state is the ``to_state`` of its last transition at or
+        before ``t`` (several at one instant: the last in table order).  An
+        endpoint with no transition yet is in the ``from_state`` of its first
+        one (CLOSED, or NaN when unknown: a connection seen mid-stream); an
+        endpoint with no transition at all stays in its final state (a server
+        that refused with a RST is CLOSED throughout).  States are those the
+        capture shows: past its end they stay as the capture left them, and
+        TIME_WAIT ends only where the transitions table has a timer row.
+        Connections that ended before ``t`` are CLOSED on both sides; netstat
+        would no longer list them, and ``closed=False`` leaves them out.
+
+        >>> a = analyze("samples/close_wait_leak.pcap")
+        >>> s = a.states_at(a.flows["end_epoch"].iloc[0])
+        >>> s[["flow", "client_state", "server_state"]].values.tolist()
+        [[0, 'CLOSE_WAIT', 'FIN_WAIT_2']]
+        >>> a.states_at(a.flows["start"].iloc[0])[["client_state", "server_state"]].values.tolist()
+        [['SYN_SENT', 'SYN_RCVD']]
+        """
+        from pcapstate.snapshot import states_at
+
+        return states_at(self, t, closed=closed)
 
 
 # --- column helpers ----------------------------------------------------------------

@@ -15,6 +15,7 @@ import click
 
 from pcapstate import __version__
 from pcapstate.errors import CaptureReadError, FlowNotFoundError, PcapstateError
+from pcapstate.report.plots import KINDS as PLOT_KINDS  # light: matplotlib waits for a picture
 
 EXIT_BAD_INPUT = 2
 
@@ -50,6 +51,20 @@ def _threshold_options(command):
     return command
 
 
+OUTPUT_FORMATS = ("table", "json", "jsonl", "csv", "parquet")
+
+
+def output_options(command):
+    """--format and -o, the same for every command that prints tables (as sqlite-utils shares its own)."""
+    command = click.option(
+        "-o", "--output", type=click.Path(), default=None,
+        help="Write to this file instead of standard output; with csv or parquet and several tables, "
+             "to this directory, one <table>.csv or <table>.parquet each.")(command)
+    return click.option(
+        "--format", "fmt", type=click.Choice(OUTPUT_FORMATS), default="table", show_default=True,
+        help="table for people; json, jsonl (one record per line), csv or parquet for programs.")(command)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="pcapstate")
 @click.option("--debug", is_flag=True, help="Show the full traceback of errors.")
@@ -65,18 +80,26 @@ def cli(debug: bool) -> None:
 @cli.command()
 @click.argument("capture", type=click.Path(dir_okay=False))
 @_decoder_option
-def packets(capture: str, decoder: str) -> None:
+@output_options
+def packets(capture: str, decoder: str, fmt: str, output: str | None) -> None:
     """Print every TCP packet as `tcpdump -n -r` does, flags in tcpdump notation.
 
-    Sequence numbers are relative per connection, as tcpdump prints them.
+    Sequence numbers are relative per connection, as tcpdump prints them.  The
+    other formats write the packet table instead: absolute seq/ack, the flow id,
+    the sender and both endpoints' states after each packet.
     """
+    table = load(capture, decoder)
+    if fmt != "table":
+        from pcapstate.analysis import analyze as run_analysis
+
+        _write_tables(fmt, {"packets": run_analysis(table).packets}, output, capture)
+        return
     from pcapstate.tcpdump_lines import render_lines
 
-    table = load(capture, decoder)
-    out = sys.stdout
-    for line in render_lines(table):
-        out.write(line)
-        out.write("\n")
+    with _output(output) as out:
+        for line in render_lines(table):
+            out.write(line)
+            out.write("\n")
 
 
 @cli.command()
@@ -84,10 +107,7 @@ def packets(capture: str, decoder: str) -> None:
 @_decoder_option
 @click.option("--flow", "flow_id", type=int, default=None, help="Only this connection (its id in the first column).")
 @click.option("--timeline", is_flag=True, help="A client | server ladder per connection: every packet and each side's state changes.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
-              help="table for people, json for programs.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
-              help="Write to this file instead of standard output.")
+@output_options
 @click.option("--time-wait", type=click.FloatRange(min=0), default=60.0, show_default=True,
               help="2*MSL in seconds: how long TIME_WAIT lasts before the timer closes it (Linux: 60).")
 @click.option("--all", "show_all", is_flag=True, help="List every connection (default: the first 50).")
@@ -115,17 +135,11 @@ def analyze(capture: str, decoder: str, flow_id: int | None, timeline: bool, fmt
     for message in analysis.warnings[already_warned:]:
         click.echo(f"pcapstate: warning: {capture}: {message}", err=True)
     _check_flow(capture, analysis, flow_id)
+    if fmt != "table":
+        names = ("flows", "transitions", "retransmissions", "retries", "anomalies")
+        _write_tables(fmt, _tables(analysis, names, flow_id), output, capture)
+        return
     with _output(output) as out:
-        if fmt == "json":
-            from pcapstate.report.jsonout import write_json
-
-            tables = {"flows": analysis.flows, "transitions": analysis.transitions,
-                      "retransmissions": analysis.retransmissions, "retries": analysis.retries,
-                      "anomalies": analysis.anomalies}
-            if flow_id is not None:
-                tables = {name: frame[frame["flow"] == flow_id] for name, frame in tables.items()}
-            write_json(tables, out, capture)
-            return
         _write_lines(out, _analyze_text(analysis, flow_id, timeline, show_all))
 
 
@@ -133,10 +147,7 @@ def analyze(capture: str, decoder: str, flow_id: int | None, timeline: bool, fmt
 @click.argument("capture", type=click.Path(dir_okay=False))
 @_decoder_option
 @click.option("--flow", "flow_id", type=int, default=None, help="Only this connection.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
-              help="table for people, json for programs.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
-              help="Write to this file instead of standard output.")
+@output_options
 def retries(capture: str, decoder: str, flow_id: int | None, fmt: str, output: str | None) -> None:
     """Every segment sent more than once: its attempts, intervals and backoff.
 
@@ -149,18 +160,94 @@ def retries(capture: str, decoder: str, flow_id: int | None, fmt: str, output: s
 
     analysis = run_analysis(load(capture, decoder))
     _check_flow(capture, analysis, flow_id)
+    if fmt != "table":
+        _write_tables(fmt, _tables(analysis, ("retries", "retransmissions"), flow_id), output, capture)
+        return
+    from pcapstate.report.retries import retries_lines
+
     with _output(output) as out:
-        if fmt == "json":
-            from pcapstate.report.jsonout import write_json
-
-            tables = {"retries": analysis.retries, "retransmissions": analysis.retransmissions}
-            if flow_id is not None:
-                tables = {name: frame[frame["flow"] == flow_id] for name, frame in tables.items()}
-            write_json(tables, out, capture)
-            return
-        from pcapstate.report.retries import retries_lines
-
         _write_lines(out, retries_lines(analysis, flow_id))
+
+
+@cli.command()
+@click.argument("kind", type=click.Choice(PLOT_KINDS), metavar="KIND")
+@click.argument("capture", type=click.Path(dir_okay=False))
+@_decoder_option
+@click.option("--flow", "flow_id", type=int, default=None,
+              help="ladder: this connection (default 0); states and retries: only this connection.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True,
+              help="The picture to write: FILE.png or FILE.svg.")
+@click.option("--size", type=str, default=None, metavar="WIDTHxHEIGHT",
+              help="Size in pixels, e.g. 1600x900 (default: chosen for the picture).")
+def plot(kind: str, capture: str, decoder: str, flow_id: int | None, output: str, size: str | None) -> None:
+    """Draw a picture of the capture: ladder, states, retries or census.
+
+    ladder: one flow as a sequence diagram (client and server as two lines, every
+    packet an arrow with its tcpdump flags, each side's state as it changes,
+    retransmissions and anomalies in colour).  states: each endpoint's state over
+    time, one bar per endpoint (a Gantt chart).  retries: the interval before
+    each re-send on a log-2 axis, against a doubling line.  census: how many
+    connections were in each state over time, for clients and for the server.
+    """
+    from pcapstate.analysis import analyze as run_analysis
+
+    if os.path.splitext(output)[1].lower() not in (".png", ".svg"):
+        raise click.BadParameter(f"{output!r}: a picture is .png or .svg", param_hint="'-o'")
+    if kind == "census" and flow_id is not None:
+        raise click.BadParameter("a census counts every connection; --flow is for ladder, states and retries",
+                                 param_hint="'--flow'")
+    pixels = _pixels(size)
+    analysis = run_analysis(load(capture, decoder))
+    if kind == "ladder" and analysis.connection_count == 0:
+        raise FlowNotFoundError(capture, 0 if flow_id is None else flow_id, 0)
+    _check_flow(capture, analysis, flow_id)
+    from pcapstate.report.plots import figure, save
+
+    try:
+        width, height = save(figure(kind, analysis, flow_id, pixels), output)
+    except OSError as error:
+        raise CaptureReadError(f"{output}: cannot write: {error.strerror or error}") from None
+    what = f"{kind} of flow {0 if flow_id is None else flow_id}" if kind == "ladder" else kind
+    click.echo(f"{output}: {what}, {width} x {height} px")
+
+
+@cli.command()
+@click.argument("capture", type=click.Path(dir_okay=False))
+@_decoder_option
+@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="The page to write: FILE.html.")
+@click.option("--max-flows", type=click.IntRange(min=0), default=50, show_default=True,
+              help="Connections drawn in detail (those with anomalies first); the page says how many were left out.")
+@click.option("--time-wait", type=click.FloatRange(min=0), default=60.0, show_default=True,
+              help="2*MSL in seconds (Linux: 60).")
+@_threshold_options
+def report(capture: str, decoder: str, output: str, max_flows: int, time_wait: float, **thresholds) -> None:
+    """Write one self-contained HTML page about the capture.
+
+    The summary and the anomalies first, the connections by final state with
+    pictures of every endpoint's states and of the census over time, then each
+    connection with its ladder and its transitions.  Pictures are embedded, so
+    the file can be mailed or attached to a ticket as it is.
+    """
+    from pcapstate.analysis import analyze as run_analysis
+    from pcapstate.report.html import chosen_flows, render
+
+    analysis = run_analysis(load(capture, decoder), time_wait=time_wait, **thresholds)
+    page = render(analysis, max_flows)
+    with _output(output) as out:
+        out.write(page)
+    shown = len(chosen_flows(analysis, max_flows))
+    count, found = analysis.connection_count, len(analysis.anomalies)
+    click.echo(f"{output}: {count} connection{'' if count == 1 else 's'}, {found} anomal{'y' if found == 1 else 'ies'}, "
+               f"{shown} drawn in detail")
+
+
+def _pixels(size: str | None) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    width, _, height = size.lower().partition("x")
+    if not (width.isdigit() and height.isdigit() and 100 <= int(width) <= 20000 and 100 <= int(height) <= 20000):
+        raise click.BadParameter(f"{size!r}: WIDTHxHEIGHT in pixels, each 100 to 20000", param_hint="'--size'")
+    return int(width), int(height)
 
 
 @cli.command()
@@ -241,6 +328,20 @@ def _check_flow(capture: str, analysis, flow_id: int | None) -> None:
         raise FlowNotFoundError(capture, flow_id, analysis.connection_count)
 
 
+def _tables(analysis, names: tuple[str, ...], flow_id: int | None) -> dict:
+    """The named DataFrames of ``analysis``, restricted to one flow when ``flow_id`` is given."""
+    tables = {name: getattr(analysis, name) for name in names}
+    if flow_id is not None:
+        tables = {name: frame[frame["flow"] == flow_id] for name, frame in tables.items()}
+    return tables
+
+
+def _write_tables(fmt: str, tables: dict, output: str | None, capture: str) -> None:
+    from pcapstate.report.formats import write_tables
+
+    write_tables(fmt, tables, output, capture)
+
+
 def _analyze_text(analysis, flow_id: int | None, timeline: bool, show_all: bool) -> list[str]:
     from pcapstate.report.summary import summary_lines
     from pcapstate.report.timeline import timeline_lines
@@ -296,6 +397,9 @@ def _size(path: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from pcapstate.engine import choose_for
+
+    choose_for([arg for arg in (sys.argv[1:] if argv is None else argv) if not arg.startswith("-")])
     try:
         cli.main(args=argv, prog_name="pcapstate", standalone_mode=False)
     except PcapstateError as error:

@@ -23,7 +23,7 @@ def column_values(series) -> list:
     if isinstance(dtype, pd.CategoricalDtype):
         return [None if v != v else str(v) for v in series.astype(object)]
     if isinstance(dtype, pd.DatetimeTZDtype):
-        return [_iso(v) for v in series.astype("int64").tolist()]
+        return [iso_utc(v) for v in series.astype("int64").tolist()]
     if isinstance(dtype, pd.Int64Dtype):
         return [None if v is pd.NA else int(v) for v in series.astype(object)]
     if pd.api.types.is_bool_dtype(dtype):
@@ -51,7 +51,8 @@ def records(frame) -> list[dict]:
     return [dict(zip(names, values)) for values in zip(*columns.values())] if names else []
 
 
-def _iso(ns: int) -> str:
+def iso_utc(ns: int) -> str:
+    """Nanoseconds since the epoch as ISO 8601 UTC, to the microsecond unless nanoseconds are set."""
     seconds, nanos = divmod(ns, 1_000_000_000)
     stamp = np.datetime64(seconds, "s").astype(str)
     fraction = f"{nanos:09d}"

@@ -1,0 +1,161 @@
+"""Machine-readable output: ``--format json|jsonl|csv|parquet`` and where it goes.
+
+Every writer takes the tables a command produces (a dict of name to DataFrame,
+in output order) and writes them unchanged, one record per DataFrame row with
+the DataFrame's column names:
+
+* ``json``: one document ``{"schema": "pcapstate/1", "source": …, "<table>": [records]}``
+  (:mod:`pcapstate.report.jsonout`), to ``-o FILE`` or standard output.
+* ``jsonl``: one JSON object per line, each with a ``"table"`` key naming its
+  table; the first line is ``{"table": "meta", "schema": …, "source": …}``.
+* ``csv``: one file per table with a header row.  Categories as their names,
+  datetimes as ISO 8601 UTC (``…Z``), booleans ``true``/``false``, floats at
+  full precision (``repr``), tuples (``intervals``) as a JSON array, and an
+  empty field for a missing value.
+* ``parquet`` (pyarrow): one file per table; categoricals (with their unused
+  categories and order), nullable integers and timezones survive the round trip
+  through ``pandas.read_parquet``, except that an empty table's categorical
+  columns come back without categories (parquet stores a dictionary only with data).
+
+With one table, ``-o`` names the file (csv may also go to standard output);
+with several, ``-o`` names a directory (created if missing, its parent must
+exist) that receives ``<table>.csv`` or ``<table>.parquet`` and nothing else.
+An ``-o`` that exists as a directory or ends with ``/`` is always a directory.
+The same input gives the same bytes in every format: no timestamps of the run,
+fixed key and column order.  pyarrow is imported only to write parquet.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+from pathlib import Path
+from typing import IO
+
+from pcapstate.errors import PcapstateError
+from pcapstate.report.jsonout import SCHEMA, column_values, iso_utc, write_json
+
+FORMATS = ("json", "jsonl", "csv", "parquet")
+_SUFFIX = {"csv": ".csv", "parquet": ".parquet"}
+
+
+class OutputError(PcapstateError):
+    """The output cannot be written where ``-o`` points (a one-line error, exit status 2)."""
+
+
+def write_tables(fmt: str, tables: dict, output: str | None, source: str = "",
+                 stdout: IO[str] | None = None) -> list[Path]:
+    """Write ``tables`` as ``fmt`` to ``output`` (None: standard output); the paths written."""
+    stdout = sys.stdout if stdout is None else stdout
+    if fmt in ("json", "jsonl"):
+        if output is not None and _is_directory(output):
+            raise OutputError(f"{output}: is a directory; --format {fmt} writes one file")
+        writer = write_json if fmt == "json" else write_jsonl
+        if output is None:
+            writer(tables, stdout, source)
+            return []
+        with _open_text(output) as handle:
+            writer(tables, handle, source)
+        return [Path(output)]
+    if fmt not in _SUFFIX:
+        raise OutputError(f"unknown format {fmt!r} (one of {', '.join(FORMATS)})")
+    if output is None:
+        if fmt == "csv" and len(tables) == 1:
+            write_csv(next(iter(tables.values())), stdout)
+            return []
+        need = "a file" if len(tables) == 1 else f"a directory for its {len(tables)} tables"
+        raise OutputError(f"--format {fmt} needs -o with {need} ({', '.join(tables)})")
+    return [_write_one(fmt, frame, path) for path, frame in _targets(fmt, tables, output)]
+
+
+def write_jsonl(tables: dict, out: IO[str], source: str = "") -> None:
+    """One JSON object per line: a ``meta`` line, then every record with its ``table``."""
+    out.write(_json_line({"table": "meta", "schema": SCHEMA, "source": source}))
+    for name, frame in tables.items():
+        columns = [column_values(frame[column]) for column in frame.columns]
+        for values in zip(*columns):
+            out.write(_json_line({"table": name, **dict(zip(frame.columns, values))}))
+
+
+def write_csv(frame, out: IO[str]) -> None:
+    """One table as CSV with a header row (value conventions: module docstring)."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(list(frame.columns))
+    columns = [csv_values(frame[name]) for name in frame.columns]
+    writer.writerows(zip(*columns))
+
+
+def write_parquet(frame, path: Path) -> None:
+    """One table as a parquet file (pyarrow; the pandas metadata restores the dtypes)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
+    pq.write_table(table, path)
+
+
+def csv_values(series) -> list[str]:
+    """One column as CSV fields."""
+    import pandas as pd
+
+    dtype = series.dtype
+    if isinstance(dtype, pd.DatetimeTZDtype):
+        return ["" if v is pd.NaT else iso_utc(v.value) for v in series]
+    if pd.api.types.is_float_dtype(dtype) and not isinstance(dtype, pd.CategoricalDtype):
+        return ["" if v != v else repr(float(v)) for v in series.tolist()]
+    return [_csv_field(v) for v in column_values(series)]
+
+
+def _csv_field(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return json.dumps(value)
+    return str(value)
+
+
+def _json_line(record: dict) -> str:
+    return json.dumps(record, ensure_ascii=False, allow_nan=False, separators=(",", ":")) + "\n"
+
+
+def _targets(fmt: str, tables: dict, output: str) -> list[tuple[Path, object]]:
+    """Where each table goes: ``output`` itself for one table, else ``output/<table><suffix>``."""
+    path = Path(output)
+    if len(tables) == 1 and not _is_directory(output):
+        return [(path, next(iter(tables.values())))]
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{output}: not a directory; --format {fmt} writes {len(tables)} tables "
+                          f"({', '.join(tables)}), one file each, into a directory")
+    try:
+        path.mkdir(exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"{output}: cannot create the directory: {error.strerror or error}") from None
+    return [(path / f"{name}{_SUFFIX[fmt]}", frame) for name, frame in tables.items()]
+
+
+def _write_one(fmt: str, frame, path: Path) -> Path:
+    try:
+        if fmt == "csv":
+            buffer = io.StringIO()
+            write_csv(frame, buffer)
+            path.write_text(buffer.getvalue(), encoding="utf-8")
+        else:
+            write_parquet(frame, path)
+    except OSError as error:
+        raise OutputError(f"{path}: cannot write: {error.strerror or error}") from None
+    return path
+
+
+def _is_directory(output: str) -> bool:
+    return output.endswith(("/", os.sep)) or Path(output).is_dir()
+
+
+def _open_text(path: str):
+    try:
+        return open(path, "w", encoding="utf-8")
+    except OSError as error:
+        raise OutputError(f"{path}: cannot write: {error.strerror or error}") from None
