@@ -2,8 +2,13 @@
 
 ``read_capture(path)`` detects the format from the content, never the name:
 pcap or pcapng (either optionally gzip-compressed), or the text that
-``tcpdump -n`` prints.  ``decoder="pyshark"`` fills the same table through
-tshark's dissectors instead of dpkt.
+``tcpdump -n`` prints.  pcap and pcapng go through the compiled fast path
+(:mod:`pcapstate.decode.fast`), which hands dpkt whatever it does not handle;
+``decoder="dpkt-reference"`` decodes every record through dpkt alone, the
+reference the fast path is tested against (and the default when the JIT is
+off: the fast path as plain Python is slower than dpkt).  Both fill identical
+tables.  ``decoder="pyshark"`` fills the same table through tshark's
+dissectors instead of dpkt.
 """
 from __future__ import annotations
 
@@ -12,10 +17,11 @@ import mmap
 import os
 import zlib
 
+from pcapstate import jit
 from pcapstate.errors import CaptureReadError, NotACaptureError, UnsupportedLinkTypeError
 from pcapstate.table import PacketTable, TableBuilder
 
-DECODERS = ("dpkt", "pyshark")
+DECODERS = ("dpkt", "dpkt-reference", "pyshark")
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -33,22 +39,27 @@ def read_capture(path: str | os.PathLike, decoder: str = "dpkt", progress=None) 
         from pcapstate.decode.tshark import read_with_tshark
 
         return read_with_tshark(path)
-    if decoder != "dpkt":
+    if decoder not in DECODERS:
         raise ValueError(f"unknown decoder {decoder!r}; choose from {', '.join(DECODERS)}")
     content, warnings = _load(path)
-    table = decode_bytes(content, path, progress)
+    table = decode_bytes(content, path, progress, fast=None if decoder == "dpkt" else False)
     table.stats.warnings[:0] = warnings
     return table
 
 
-def decode_bytes(content, source: str = "", progress=None) -> PacketTable:
-    """Decode a capture already in memory (pcap, pcapng or tcpdump text)."""
+def decode_bytes(content, source: str = "", progress=None, fast: bool | None = None) -> PacketTable:
+    """Decode a capture already in memory (pcap, pcapng or tcpdump text).
+
+    pcap and pcapng go through the fast path when the JIT is on (``fast=None``),
+    always (``True``: as plain Python when it is off), or never (``False``: the
+    dpkt reference decoder alone).
+    """
     from pcapstate.decode.records import sniff_format
 
     head = bytes(content[:4096])
     kind = sniff_format(head)
     if kind is not None:
-        return _decode_binary(content, source, progress)
+        return _decode_binary(content, source, progress, fast)
     from pcapstate.decode.text import decode_text, looks_like_tcpdump_text
 
     if looks_like_tcpdump_text(head):
@@ -89,13 +100,17 @@ def _gunzip(compressed: bytes) -> tuple[bytes, list[str]]:
         return data, [f"gzip stream damaged or truncated ({error}); decoded the {len(data)} bytes recovered"]
 
 
-def _decode_binary(content, source: str, progress=None) -> PacketTable:
+def _decode_binary(content, source: str, progress=None, fast: bool | None = None) -> PacketTable:
     from pcapstate.decode.layers import SUPPORTED_LINKTYPES, decode_record, linktype_name
     from pcapstate.decode.records import pcap_linktype, read_records
 
     header_type = pcap_linktype(content)
     if header_type is not None and header_type not in SUPPORTED_LINKTYPES:
         raise UnsupportedLinkTypeError(source, header_type, linktype_name(header_type))
+    if fast or (fast is None and jit.ENABLED):
+        from pcapstate.decode.fast import decode_fast
+
+        return decode_fast(content, source, progress)
     builder = TableBuilder(source)
     stats = builder.stats
     unsupported: dict[int, int] = {}

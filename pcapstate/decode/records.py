@@ -43,6 +43,7 @@ class Record:
     ts_ns: int
     data: memoryview  # captured bytes
     wire_len: int  # length on the wire (>= len(data) unless the file lies)
+    offset: int = -1  # where ``data`` starts in the file's buffer (the fast decoder's fallback reads it)
 
 
 def sniff_format(head: bytes) -> str | None:
@@ -111,7 +112,7 @@ def _pcap_records(buf: memoryview, stats: DecodeStats) -> Iterator[Record]:
             return
         frame += 1
         ts_ns = sec * 1_000_000_000 + (frac if nano else frac * 1000)
-        yield Record(frame, linktype, ts_ns, buf[pos + 16 : pos + 16 + incl], max(orig, incl))
+        yield Record(frame, linktype, ts_ns, buf[pos + 16 : pos + 16 + incl], max(orig, incl), pos + 16)
         pos += 16 + incl
 
 
@@ -179,8 +180,8 @@ def _pcapng_records(buf: memoryview, stats: DecodeStats) -> Iterator[Record]:
                 stats.warn(f"pcapng packet block at byte {pos} is malformed or names an unknown interface")
             else:
                 frame += 1
-                linktype, ts_ns, data, wire_len = packet
-                yield Record(frame, linktype, ts_ns, data, wire_len)
+                linktype, ts_ns, data_at, data, wire_len = packet
+                yield Record(frame, linktype, ts_ns, data, wire_len, pos + 8 + data_at)
         pos += blen
 
 
@@ -244,7 +245,7 @@ def _parse_packet_block(btype: int, body: memoryview, order: str, interfaces: li
             return None
         wire_len = struct.unpack_from(order + "I", body, 0)[0]
         data = body[4 : 4 + min(wire_len, len(body) - 4)]
-        return interfaces[0].linktype, 0, data, wire_len
+        return interfaces[0].linktype, 0, 4, data, wire_len
     if btype == PCAPNG_EPB:
         if len(body) < 20:
             return None
@@ -260,4 +261,4 @@ def _parse_packet_block(btype: int, body: memoryview, order: str, interfaces: li
     iface = interfaces[if_id]
     ticks = (ts_high << 32) | ts_low
     ts_ns = ticks * 1_000_000_000 // iface.units_per_second + iface.offset_s * 1_000_000_000
-    return iface.linktype, ts_ns, body[data_at : data_at + caplen], max(wire_len, caplen)
+    return iface.linktype, ts_ns, data_at, body[data_at : data_at + caplen], max(wire_len, caplen)

@@ -13,6 +13,7 @@ import numpy as np
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
+from pcapstate.findings.backoff import SAME_MOMENT_NS
 from pcapstate.report.plots.style import new_figure, rc
 
 WIDTH_PX, HEIGHT_PX = 1000, 650
@@ -31,7 +32,7 @@ def draw(analysis, flow_id: int | None = None, size: tuple[int, int] | None = No
         counts: dict[str, int] = {}
         longest = 1
         for chain in retries.itertuples(index=False):
-            intervals = [i for i in chain.intervals if i > 0]
+            intervals = merged_intervals(chain.intervals)
             if not intervals:
                 continue
             kind = str(chain.kind)
@@ -45,18 +46,38 @@ def draw(analysis, flow_id: int | None = None, size: tuple[int, int] | None = No
         if counts:
             handles.append(_reference(ax, retries, longest))
             ax.set_yscale("log", base=2)
-            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: _seconds(v)))
             ax.legend(handles=handles, loc="upper left", frameon=False)
         else:
             ax.text(0.5, 0.5, "no segment was sent more than once", ha="center", va="center", transform=ax.transAxes)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("attempt (1 = first re-send)")
-        ax.set_ylabel("interval since the previous send (s, log 2)")
+        ax.set_ylabel("interval since the previous send (log 2; copies sent together count once)")
         ax.grid(color="#dddddd", linewidth=0.6)
         chains = sum(counts.values())
         ax.set_title(f"{analysis.table.source}: retry intervals of {chains} chain{'' if chains == 1 else 's'}",
                      loc="left", parse_math=False, fontsize=9)
     return fig
+
+
+def merged_intervals(intervals) -> list[float]:
+    """Intervals between sends, copies at the same moment counted once (as the backoff pattern reads them)."""
+    merged, pending = [], 0.0
+    for interval in intervals:
+        pending += interval
+        if interval * 1e9 >= SAME_MOMENT_NS:
+            merged.append(pending)
+            pending = 0.0
+    return merged
+
+
+def _seconds(value: float) -> str:
+    """Tick labels a person reads: 250 ms, 1 s, 16 s."""
+    if value <= 0:
+        return ""
+    if value < 1:
+        return f"{value * 1000:.3g} ms"
+    return f"{value:.3g} s"
 
 
 def _reference(ax, retries, longest: int) -> Line2D:
