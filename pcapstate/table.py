@@ -51,7 +51,7 @@ SCALAR_COLUMNS: dict[str, tuple[str, str]] = {
     "window": ("uint16", "H"),  # raw header value, not scaled
     "payload_len": ("uint32", "L"),  # TCP payload length on the wire (from IP lengths)
     "mss": ("uint16", "H"),  # 0 = no MSS option
-    "wscale": ("int8", "b"),  # -1 = no window-scale option
+    "wscale": ("int16", "h"),  # -1 = no window-scale option; the raw shift count (0-255)
     "sack_permitted": ("bool", "B"),
     "ts_val": ("uint32", "L"),
     "ts_ecr": ("uint32", "L"),

@@ -365,7 +365,7 @@ def _take_option(found: dict, name: str, match: re.Match, sack_base: int) -> Non
     if name == "mss":
         found["mss"] = int(match[1]) & 0xFFFF
     elif name == "wscale":
-        found["wscale"] = min(int(match[1]), 127)
+        found["wscale"] = min(int(match[1]), 255)
     elif name == "sackOK":
         found["sack_permitted"] = True
     elif name == "TS":

@@ -18,8 +18,7 @@ decoded by dpkt (layers.decode_record).  Accepted:
 Falls back: MPLS, LLC/802.3, triple tags, Ethernet types dpkt opens (PPPoE,
 IPX, ...), ICMP and other protocols dpkt parses further, IPv6 extension
 headers, any header cut or malformed, a TCP data offset beyond the IP length,
-a window scale above 127 (the table's int8 column; dpkt's path raises), an
-IPv4 TSO segment over 65535 bytes (layers.py's pseudo-header cannot hold it).
+an IPv4 TSO segment over 65535 bytes (its checksum is not verified).
 """
 from __future__ import annotations
 
@@ -258,8 +257,6 @@ def _packet(buf, start, end, linktype, cut):
         outcome = FALLBACK if outcome == ROW else outcome
         return outcome, 0, 0, 0, 0, False, False, 0, -1, False, 0, 0, False, 0, 0
     options = _options(buf, tcp_at + 20, min(tcp_at + header_len, tcp_end))
-    if options[1] > 127:  # the int8 column cannot hold it; layers.py raises there
-        return FALLBACK, 0, 0, 0, 0, False, False, 0, -1, False, 0, 0, False, 0, 0
     cut = cut or size < header_len  # options cut by the snap length count as cut
     addr_at, addr_len = (ip_at + 12, 4) if family == _IP4 else (ip_at + 8, 16)
     if not (bad or cut or fragment):

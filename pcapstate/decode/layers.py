@@ -73,9 +73,15 @@ def _network_layer(linktype: int, data: bytes):
     return None, "not IP"
 
 
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+
 def decode_record(record: Record, builder: TableBuilder) -> None:
     """Append the record's TCP packet to ``builder``, or count why it has none."""
     stats = builder.stats
+    if not _INT64_MIN <= record.ts_ns <= _INT64_MAX:  # a damaged pcapng timestamp (records.py warned)
+        stats.skip("timestamp beyond 64-bit nanoseconds", tcp_related=True)
+        return
     data = bytes(record.data)
     truncated = record.wire_len > len(data)
     if truncated:
@@ -127,6 +133,8 @@ def _tcp_checksum_bad(src: bytes, dst: bytes, segment: tcp.TCP, ip_payload: int 
         return False  # not all of the segment was captured: cannot tell
     # (with an IP length of 0, TSO, the captured segment is checked, as tshark does)
     if len(src) == 4:
+        if len(raw) > 0xFFFF:  # a TSO/BIG TCP segment captured on the sender: no real checksum to verify
+            return False
         pseudo = struct.pack("!4s4sxBH", src, dst, ip.IP_PROTO_TCP, len(raw))
     else:
         pseudo = struct.pack("!16s16sI3xB", src, dst, len(raw), ip.IP_PROTO_TCP)

@@ -27,7 +27,8 @@ PCAP_MAGIC_USEC = 0xA1B2C3D4
 PCAP_MAGIC_NSEC = 0xA1B23C4D
 PCAPNG_SHB = 0x0A0D0D0A
 PCAPNG_BYTE_ORDER_MAGIC = 0x1A2B3C4D
-MAX_RECORD = 262144  # the largest snap length libpcap writes
+MAX_RECORD = 262144
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1  # the largest snap length libpcap writes
 
 PCAPNG_IDB = 0x00000001
 PCAPNG_OBSOLETE_PB = 0x00000002
@@ -181,6 +182,9 @@ def _pcapng_records(buf: memoryview, stats: DecodeStats) -> Iterator[Record]:
             else:
                 frame += 1
                 linktype, ts_ns, data_at, data, wire_len = packet
+                if not _INT64_MIN <= ts_ns <= _INT64_MAX:  # decoding skips it: said here, where damage is found
+                    stats.warn(f"pcapng packet block at byte {pos} (frame {frame}) has a timestamp beyond the "
+                               "range of 64-bit nanoseconds; skipped")
                 yield Record(frame, linktype, ts_ns, data, wire_len, pos + 8 + data_at)
         pos += blen
 
