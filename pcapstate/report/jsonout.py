@@ -2,7 +2,7 @@
 
 Records carry the DataFrame columns under the same names.  Values are plain
 JSON: categories as their names (null when unknown), datetimes as ISO 8601 UTC
-strings, nullable integers as null, floats rounded to microseconds (nanoseconds stay in the ISO strings).
+strings, nullable integers as null, floats rounded to microseconds (nanoseconds, when the capture has them, stay in the ISO strings).
 The same input gives the same bytes.
 """
 from __future__ import annotations
@@ -61,8 +61,31 @@ def iso_utc(ns: int) -> str:
 
 
 def write_json(tables: dict, out: IO[str], source: str = "") -> None:
-    """``tables`` maps a key ("flows", "transitions", …) to a DataFrame."""
-    document = {"schema": SCHEMA, "source": source}
-    document.update({name: records(frame) for name, frame in tables.items()})
-    json.dump(document, out, indent=1, ensure_ascii=False, allow_nan=False)
-    out.write("\n")
+    """``tables`` maps a key ("flows", "transitions", …) to a DataFrame.
+
+    Each table is serialised by pandas' C writer (``DataFrame.to_json``), with
+    the conventions above; the document is assembled around them.
+    """
+    out.write('{"schema": ' + json.dumps(SCHEMA) + ', "source": ' + json.dumps(source, ensure_ascii=False))
+    for name, frame in tables.items():
+        out.write(",\n " + json.dumps(name) + ": ")
+        out.write(table_json(frame))
+    out.write("}\n")
+
+
+def table_json(frame) -> str:
+    """One table as a JSON array of records (microsecond times unless the capture has nanoseconds)."""
+    if frame.empty:
+        return "[]"
+    return frame.to_json(orient="records", date_format="iso", date_unit=_time_unit(frame), double_precision=6,
+                         force_ascii=False)
+
+
+def _time_unit(frame) -> str:
+    import pandas as pd
+
+    for column in frame.columns:
+        if isinstance(frame[column].dtype, pd.DatetimeTZDtype):
+            if (frame[column].astype("int64") % 1000).any():
+                return "ns"
+    return "us"
