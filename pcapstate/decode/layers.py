@@ -88,7 +88,9 @@ def decode_record(record: Record, builder: TableBuilder) -> None:
         stats.truncated_records += 1
     try:
         net, reason = _network_layer(record.linktype, data)
-    except (dpkt.UnpackError, struct.error, IndexError):
+    except (dpkt.UnpackError, struct.error, IndexError, AttributeError):
+        # AttributeError: dpkt's IPv6 parser reads ``frag_off`` from whatever extension
+        # header came last when the next-header field says 44 (found by fuzzing).
         net, reason = None, "malformed link or IP header"
     if net is None:
         stats.skip(reason, tcp_related=reason != "not IP")
