@@ -63,18 +63,33 @@ def iso_utc(ns: int) -> str:
 def write_json(tables: dict, out: IO[str], source: str = "") -> None:
     """``tables`` maps a key ("flows", "transitions", …) to a DataFrame.
 
-    Each table is serialised by pandas' C writer (``DataFrame.to_json``), with
-    the conventions above; the document is assembled around them.
+    Each table is printed by the compiled records writer
+    (:mod:`pcapstate.report.json_rows`), which gives the bytes of pandas'
+    ``DataFrame.to_json`` with the conventions above, or by ``to_json`` itself
+    for the rare table the writer cannot print exactly; the document is
+    assembled around them.
     """
     out.write('{"schema": ' + json.dumps(SCHEMA) + ', "source": ' + json.dumps(source, ensure_ascii=False))
     for name, frame in tables.items():
         out.write(",\n " + json.dumps(name) + ": ")
-        out.write(table_json(frame))
+        write_table(frame, out)
     out.write("}\n")
 
 
-def table_json(frame) -> str:
+def write_table(frame, out: IO[str]) -> None:
     """One table as a JSON array of records (microsecond times unless the capture has nanoseconds)."""
+    from pcapstate.report import json_rows
+
+    if frame.empty:
+        out.write("[]")
+    elif json_rows.supported(frame):
+        json_rows.write_records(frame, out, _time_unit(frame))
+    else:
+        out.write(table_json(frame))
+
+
+def table_json(frame) -> str:
+    """pandas' own printing of one table (the reference :mod:`~pcapstate.report.json_rows` matches)."""
     if frame.empty:
         return "[]"
     return frame.to_json(orient="records", date_format="iso", date_unit=_time_unit(frame), double_precision=6,
