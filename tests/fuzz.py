@@ -26,6 +26,7 @@ import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout's pcapstate, whatever is installed
 CRASHES = ROOT / "tests" / "data" / "fuzz"
 INTERESTING = (0, 1, 0x7F, 0x80, 0xFF, 0xFFFF, 0x7FFFFFFF, 0xFFFFFFFF, 20, 24, 40, 65535, 65536)
 
@@ -94,6 +95,13 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
     return bytes(buf)
 
 
+def crash_signature(error: BaseException) -> str:
+    """The exception type and the innermost line it came from: one bug, one signature."""
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f"{Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else "?"
+    return f"{type(error).__name__} at {where}"
+
+
 def save_crash(data: bytes) -> Path:
     CRASHES.mkdir(parents=True, exist_ok=True)
     path = CRASHES / f"crash-{hashlib.sha256(data).hexdigest()[:16]}.bin"
@@ -109,22 +117,30 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.cases is None and args.minutes is None:
         args.cases = 10_000
+    import pcapstate.analysis  # noqa: F401 - a broken installation is no crash of the fuzzed code
+
     rng = random.Random(args.seed)
     pool = seeds()
     start, cases, crashes = time.monotonic(), 0, 0
+    seen: dict[str, int] = {}  # crash signature -> times hit
     deadline = start + args.minutes * 60 if args.minutes else float("inf")
     while (args.cases is None or cases < args.cases) and time.monotonic() < deadline:
         data = mutate(rng.choice(pool), rng)
         cases += 1
         try:
             check(data)
-        except Exception:  # noqa: BLE001 - any escape is what we are looking for
+        except Exception as error:  # noqa: BLE001 - any escape is what we are looking for
             crashes += 1
-            path = save_crash(data)
-            print(f"crash {crashes} at case {cases}, saved {path}:\n{traceback.format_exc()}", flush=True)
+            signature = crash_signature(error)
+            seen[signature] = seen.get(signature, 0) + 1
+            if seen[signature] <= 3:  # a few inputs per distinct bug, not one file per case
+                path = save_crash(data)
+                print(f"crash {crashes} at case {cases}, saved {path}:\n{traceback.format_exc()}", flush=True)
         if cases % 10_000 == 0:
             print(f"{cases} cases, {crashes} crashes, {time.monotonic() - start:.0f} s", flush=True)
     print(f"done: {cases} cases in {time.monotonic() - start:.0f} s, {crashes} crashes (seed {args.seed})")
+    for signature, times in seen.items():
+        print(f"  {times} x {signature}")
     return 1 if crashes else 0
 
 
