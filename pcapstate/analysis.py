@@ -61,6 +61,20 @@ flow, sender (client/server), client_state and server_state after the packet
 (what each endpoint's state was known to be once the packet was captured),
 sender_note and receiver_note (irregularities of that step, "" when none;
 see :class:`pcapstate.states.Note`).
+
+Capture sets (``analyze([...])``, a directory or a glob: several files read
+as one trace, :mod:`pcapstate.decode.capture_set`).  ``frame`` everywhere is
+then the global frame number of the merged trace (for rotated files, that is
+the frame number in the capture before it was split), and the tables say
+where each frame is: ``packets``, ``transitions``, ``retransmissions`` and
+``anomalies`` gain ``file`` (category: the file's name, categories in set
+order, i.e. by first packet) and ``file_frame`` (the frame number inside that
+file, as ``tshark -r FILE`` numbers it) right after ``frame``; ``flows`` gains
+``first_file``, ``first_file_frame``, ``last_file``, ``last_file_frame``
+after ``last_frame``.  ``Analysis.files`` lists the files and
+``Analysis.locate(frame)`` turns any frame (``retries.answer_frame``, an
+``evidence_frame``) into ``(file, file_frame)``.  A single file's tables have
+none of these columns, exactly as before.
 """
 from __future__ import annotations
 
@@ -100,7 +114,9 @@ def analyze(source, *, decoder: str = "dpkt", time_wait: float = DEFAULT_TIME_WA
     """Decode a capture and replay every TCP connection from both endpoints.
 
     ``source`` is a path (pcap, pcapng, gzip of either, or ``tcpdump -n``
-    text) or an already decoded :class:`~pcapstate.table.PacketTable`.
+    text) or an already decoded :class:`~pcapstate.table.PacketTable`.  A
+    list or tuple of paths, a directory or a glob pattern (``"cap*.pcap"``)
+    is a capture set, analyzed as one trace (module docstring).
     ``time_wait`` is 2*MSL in seconds (Linux: 60).  Other keywords set the
     anomaly thresholds (:class:`pcapstate.findings.anomalies.Thresholds`):
     ``stuck_after`` (seconds in CLOSE_WAIT or FIN_WAIT_2, default 5),
@@ -116,6 +132,11 @@ def analyze(source, *, decoder: str = "dpkt", time_wait: float = DEFAULT_TIME_WA
     """
     if isinstance(source, PacketTable):
         table = source
+    elif isinstance(source, (list, tuple)) or _names_a_set(source):
+        from pcapstate.decode.capture_set import expand, read_capture_set
+
+        specs = [os.fspath(s) for s in source] if isinstance(source, (list, tuple)) else [os.fspath(source)]
+        table = read_capture_set(expand(specs), decoder=decoder, specs=specs)
     else:
         from pcapstate.decode import read_capture
 
@@ -155,6 +176,71 @@ class Analysis:
     def warnings(self) -> list[str]:
         return self.table.stats.warnings
 
+    @property
+    def is_set(self) -> bool:
+        """Whether this is a capture set's analysis (tables carry ``file`` and ``file_frame``)."""
+        return self.table.is_set
+
+    @cached_property
+    def files(self) -> pd.DataFrame:
+        """The capture's files in set order (by first packet): one row, the capture itself, for one file.
+
+        Columns: ``file`` [int64, the index the ``file`` columns' categories
+        follow], ``name`` [str], ``records`` [int64, frames in the file],
+        ``packets`` [int64, TCP packets], ``start`` [datetime64[ns, UTC],
+        its first record], ``first_frame``, ``last_frame`` [Int64, global
+        frames of its first and last TCP packet], ``warnings`` [int64, decoder
+        warnings about it].
+
+        >>> analyze("samples/refused.pcap").files[["name", "records", "packets", "first_frame"]].values.tolist()
+        [['samples/refused.pcap', 2, 2, 1]]
+        """
+        table = self.table
+        if table.is_set:
+            members = [(f.name, f.records, f.packets, f.start_ns, len(f.stats.warnings)) for f in table.files]
+            file_of_row = table["file"].astype(np.int64)
+        else:
+            start = int(table["ts_ns"][0]) if len(table) else None
+            members = [(table.source, max(table.stats.records, int(table["frame"][-1]) if len(table) else 0),
+                        len(table), start, len(table.stats.warnings))]
+            file_of_row = np.zeros(len(table), dtype=np.int64)
+        count = len(members)
+        first = np.full(count, -1, dtype=np.int64)
+        last = np.full(count, -1, dtype=np.int64)
+        rows = np.arange(len(table), dtype=np.int64)
+        first[file_of_row[::-1]] = rows[::-1]
+        last[file_of_row] = rows
+        start_ns = np.array([m[3] if m[3] is not None else 0 for m in members], dtype=np.int64)
+        return pd.DataFrame({
+            "file": np.arange(count, dtype=np.int64),
+            "name": pd.Series([m[0] for m in members], dtype=object),
+            "records": np.array([m[1] for m in members], dtype=np.int64),
+            "packets": np.array([m[2] for m in members], dtype=np.int64),
+            "start": _datetimes(start_ns).where(np.array([m[3] is not None for m in members])),
+            "first_frame": _frames(table, first),
+            "last_frame": _frames(table, last),
+            "warnings": np.array([m[4] for m in members], dtype=np.int64),
+        })
+
+    def locate(self, frame: int) -> tuple[str, int]:
+        """The file and the frame number inside it of a TCP packet's (global) ``frame``.
+
+        For one file that is the file and ``frame`` itself; for a capture set,
+        where ``frame`` counts across the merged files, the file holding it.
+        A frame of no TCP packet is a KeyError.
+
+        >>> analyze("samples/fin_dropped.pcap").locate(8)
+        ('samples/fin_dropped.pcap', 8)
+        """
+        table = self.table
+        frames = table["frame"]
+        at = int(np.searchsorted(frames, frame)) if len(frames) else 0
+        if at >= len(frames) or int(frames[at]) != int(frame):
+            raise KeyError(f"no TCP packet has frame {frame}")
+        if not table.is_set:
+            return table.source, int(frame)
+        return table.files[int(table["file"][at])].name, int(table["file_frame"][at])
+
     # -- flows
     @cached_property
     def flows(self) -> pd.DataFrame:
@@ -176,7 +262,7 @@ class Analysis:
         client_packets = np.bincount(flow_of_row[sides == 0], minlength=n)[:n]
         server_packets = np.bincount(flow_of_row[sides == 1], minlength=n)[:n]
         start_ns, end_ns = table["ts_ns"][first], table["ts_ns"][last]
-        return pd.DataFrame({
+        flows = pd.DataFrame({
             "flow": np.arange(n, dtype=np.int64),
             "client_addr": np.where(client_is_src, src_text, dst_text),
             "client_port": np.where(client_is_src, table["sport"][first], table["dport"][first]).astype(np.uint16),
@@ -202,6 +288,8 @@ class Analysis:
                                                    dtype=ENDPOINT_DTYPE),
             "zeek_split": np.asarray(self.zeek["split"], dtype=bool),
         })
+        _insert_files(flows, table, "last_frame", last, "last_")
+        return _insert_files(flows, table, "last_frame", first, "first_")
 
     @cached_property
     def zeek(self) -> dict[str, np.ndarray]:
@@ -230,7 +318,7 @@ class Analysis:
         flags_text = np.where(has_row & (t[:, rp.T_CAUSE] != rp.CAUSE_ASSUMED),
                               _FLAG_TEXT[table["flags"][safe_row]] if len(table) else "", "")
         evidence = t[:, rp.T_EVIDENCE]
-        return pd.DataFrame({
+        transitions = pd.DataFrame({
             "flow": t[:, rp.T_CONN].astype(np.int64),
             "endpoint": pd.Categorical.from_codes(t[:, rp.T_SIDE], dtype=ENDPOINT_DTYPE),
             "ts": _datetimes(t[:, rp.T_TS]),
@@ -242,6 +330,7 @@ class Analysis:
             "cause": pd.Categorical.from_codes(t[:, rp.T_CAUSE], dtype=CAUSE_DTYPE),
             "evidence_frame": _frames(table, evidence),
         })
+        return _insert_files(transitions, table, "frame", row)
 
     # -- packets
     @cached_property
@@ -256,7 +345,7 @@ class Analysis:
         table = self.table
         rows = self.tracking.result.rows
         src_text, dst_text = _row_addresses(table, np.arange(len(table)))
-        return pd.DataFrame({
+        packets = pd.DataFrame({
             "frame": table["frame"].astype(np.int64),
             "ts": _datetimes(table["ts_ns"]),
             "ts_epoch": table["ts_ns"] / 1e9,
@@ -276,6 +365,7 @@ class Analysis:
             "sender_note": _NOTE_TEXT[rows[:, rp.R_NOTE_SENDER]],
             "receiver_note": _NOTE_TEXT[rows[:, rp.R_NOTE_RECEIVER]],
         })
+        return _insert_files(packets, table, "frame", np.arange(len(table), dtype=np.int64))
 
     # -- findings
     @cached_property
@@ -298,7 +388,7 @@ class Analysis:
         rows = rows[np.lexsort((self.table["frame"][rows], self.table["ts_ns"][rows]))]
         replay_rows = self.tracking.result.rows
         interval = retx.interval_ns[rows]
-        return pd.DataFrame({
+        found = pd.DataFrame({
             "flow": replay_rows[rows, rp.R_CONN].astype(np.int64),
             "sender": pd.Categorical.from_codes(replay_rows[rows, rp.R_SIDE], dtype=ENDPOINT_DTYPE),
             "kind": pd.Categorical.from_codes(retx.kind[rows], dtype=SEGMENT_DTYPE),
@@ -310,6 +400,7 @@ class Analysis:
             "attempt": retx.attempt[rows],
             "interval": np.where(interval >= 0, interval / 1e9, np.nan),
         })
+        return _insert_files(found, self.table, "frame", rows)
 
     @cached_property
     def retries(self) -> pd.DataFrame:
@@ -361,6 +452,7 @@ class Analysis:
             "frame": _frames(self.table, np.array(found.row, dtype=np.int64)),
             "detail": pd.Series(found.detail, dtype=object),
         })
+        _insert_files(frame, self.table, "frame", np.array(found.row, dtype=np.int64))
         return frame.sort_values(["kind", "ts_epoch", "flow"], kind="stable").reset_index(drop=True)
 
     def flow(self, flow_id: int) -> dict[str, pd.DataFrame]:
@@ -433,6 +525,37 @@ def _frames(table: PacketTable, rows: np.ndarray) -> pd.arrays.IntegerArray:
     if len(table):
         values[valid] = table["frame"][rows[valid]]
     return pd.arrays.IntegerArray(values, ~valid)
+
+
+def _insert_files(frame: pd.DataFrame, table: PacketTable, after: str, rows: np.ndarray,
+                  prefix: str = "") -> pd.DataFrame:
+    """For a capture set: ``file`` and ``file_frame`` of ``rows`` (-1: none) inserted after column ``after``.
+
+    ``file`` is a categorical of the file names in set order; ``file_frame``
+    has the dtype of the frame column it follows: int64, or nullable Int64
+    where a row may have no packet (a timer's transition, a capture-wide anomaly).
+    """
+    if not table.is_set:
+        return frame
+    rows = np.asarray(rows, dtype=np.int64)
+    valid = rows >= 0
+    safe = np.where(valid, rows, 0)
+    names = [f.name for f in table.files]
+    codes = np.where(valid, table["file"][safe].astype(np.int64), -1) if len(table) else np.full(len(rows), -1)
+    inside = table["file_frame"][safe].astype(np.int64) if len(table) else np.zeros(len(rows), dtype=np.int64)
+    at = frame.columns.get_loc(after) + 1
+    frame.insert(at, prefix + "file", pd.Categorical.from_codes(codes, categories=names))
+    nullable = isinstance(frame[after].dtype, pd.Int64Dtype)
+    frame.insert(at + 1, prefix + "file_frame", pd.arrays.IntegerArray(inside, ~valid) if nullable else inside)
+    return frame
+
+
+def _names_a_set(source) -> bool:
+    """A directory or a glob pattern given to :func:`analyze` as one path."""
+    from pcapstate.decode.capture_set import is_glob
+
+    path = os.fspath(source)
+    return os.path.isdir(path) or is_glob(path)
 
 
 def _row_addresses(table: PacketTable, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

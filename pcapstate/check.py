@@ -8,6 +8,11 @@ record per line so a change reads as a one-line diff.
 
 :func:`compare` names every difference: which table, which flow, which field,
 expected and got.
+
+A capture set (``pcapstate check --set``) has one expectation file too, beside
+its first file in time order; it also lists the set's files (``"files"``, in
+set order), its frames are the set's global frame numbers, and its warnings
+name files by their base name, so the expectations hold wherever the set lies.
 """
 from __future__ import annotations
 
@@ -58,12 +63,28 @@ def expectations(analysis, capture_name: str, options: dict) -> dict:
     transitions["t"] = (transitions["ts_epoch"] - start).round(6)
     tables = {"flows": flows, "transitions": transitions, "retransmissions": analysis.retransmissions,
               "retries": analysis.retries, "anomalies": analysis.anomalies}
-    document = {"schema": SCHEMA, "capture": capture_name, "options": options,
-                "warnings": list(analysis.warnings)}
+    document = {"schema": SCHEMA, "capture": capture_name}
+    warnings = list(analysis.warnings)
+    if analysis.is_set:
+        names = [f.name for f in analysis.table.files]
+        document["files"] = [Path(name).name for name in names]
+        warnings = [_base_named(w, names) for w in warnings]
+    document.update({"options": options, "warnings": warnings})
     for name, frame in tables.items():
         columns = [c for c in _COLUMNS[name] if c in frame.columns]
         document[name] = records(frame[columns])
     return document
+
+
+def _base_named(warning: str, names: list[str]) -> str:
+    """A set's warning ``path/to/file: …`` as ``file: …`` (files read, and files skipped)."""
+    for name in sorted(names, key=len, reverse=True):
+        if warning.startswith(name + ": "):
+            return Path(name).name + warning[len(name):]
+    head, colon, rest = warning.partition(": ")
+    if colon and "/" in head and " " not in head:  # a skipped file's path
+        return Path(head).name + colon + rest
+    return warning
 
 
 def _endpoint(addr: str, port: int) -> str:

@@ -4,6 +4,12 @@ Bad input never shows a traceback: every :class:`PcapstateError` is printed as
 one line ``pcapstate: error: …`` with exit status 2 (``--debug`` re-raises it).
 Decoder warnings (a truncated file, skipped records) go to stderr as
 ``pcapstate: warning: …`` and do not change the exit status.
+
+Every command that reads a capture also reads a capture set, one trace made of
+several files (:mod:`pcapstate.decode.capture_set`): several CAPTURE arguments,
+a directory, or a glob pattern (quoted, so that pcapstate expands it).  A file
+of a set that cannot be read is skipped with a warning naming it; only when
+none can be read is that an error.
 """
 from __future__ import annotations
 
@@ -72,27 +78,29 @@ def cli(debug: bool) -> None:
     """Reconstruct TCP handshakes and teardowns from a packet capture.
 
     CAPTURE is a pcap or pcapng file (gzip-compressed or not) or a text file of
-    `tcpdump -n` output.
+    `tcpdump -n` output.  Several CAPTUREs, a directory or a quoted glob
+    ('cap*.pcap') are a capture set (rotated files: tcpdump -C or -G), read as
+    one trace: files in order of their first packet, packets merged by time.
     """
     _Context.debug = debug
 
 
 @cli.command()
-@click.argument("capture", type=click.Path(dir_okay=False))
+@click.argument("captures", nargs=-1, required=True, type=click.Path(), metavar="CAPTURE...")
 @_decoder_option
 @output_options
-def packets(capture: str, decoder: str, fmt: str, output: str | None) -> None:
+def packets(captures: tuple[str, ...], decoder: str, fmt: str, output: str | None) -> None:
     """Print every TCP packet as `tcpdump -n -r` does, flags in tcpdump notation.
 
     Sequence numbers are relative per connection, as tcpdump prints them.  The
     other formats write the packet table instead: absolute seq/ack, the flow id,
     the sender and both endpoints' states after each packet.
     """
-    table = load(capture, decoder)
+    table = load(captures, decoder)
     if fmt != "table":
         from pcapstate.analysis import analyze as run_analysis
 
-        _write_tables(fmt, {"packets": run_analysis(table).packets}, output, capture)
+        _write_tables(fmt, {"packets": run_analysis(table).packets}, output, table.source)
         return
     from pcapstate.tcpdump_lines import render_lines
 
@@ -103,7 +111,7 @@ def packets(capture: str, decoder: str, fmt: str, output: str | None) -> None:
 
 
 @cli.command()
-@click.argument("capture", type=click.Path(dir_okay=False))
+@click.argument("captures", nargs=-1, required=True, type=click.Path(), metavar="CAPTURE...")
 @_decoder_option
 @click.option("--flow", "flow_id", type=int, default=None, help="Only this connection (its id in the first column).")
 @click.option("--timeline", is_flag=True, help="A client | server ladder per connection: every packet and each side's state changes.")
@@ -112,7 +120,7 @@ def packets(capture: str, decoder: str, fmt: str, output: str | None) -> None:
               help="2*MSL in seconds: how long TIME_WAIT lasts before the timer closes it (Linux: 60).")
 @click.option("--all", "show_all", is_flag=True, help="List every connection (default: the first 50).")
 @_threshold_options
-def analyze(capture: str, decoder: str, flow_id: int | None, timeline: bool, fmt: str, output: str | None,
+def analyze(captures: tuple[str, ...], decoder: str, flow_id: int | None, timeline: bool, fmt: str, output: str | None,
             time_wait: float, show_all: bool, **thresholds) -> None:
     """Replay every TCP connection from both endpoints and summarise it.
 
@@ -123,9 +131,10 @@ def analyze(capture: str, decoder: str, flow_id: int | None, timeline: bool, fmt
     from pcapstate.analysis import analyze as run_analysis
     from pcapstate.progress import Progress
 
-    table = load(capture, decoder)
+    table = load(captures, decoder)
+    capture = table.source
     already_warned = len(table.stats.warnings)
-    progress = Progress(_size(capture))
+    progress = Progress(_input_size(captures))
     progress.status(f"replaying {len(table):,} packets from both endpoints")
     try:
         analysis = run_analysis(table, time_wait=time_wait, **thresholds)
@@ -144,11 +153,11 @@ def analyze(capture: str, decoder: str, flow_id: int | None, timeline: bool, fmt
 
 
 @cli.command()
-@click.argument("capture", type=click.Path(dir_okay=False))
+@click.argument("captures", nargs=-1, required=True, type=click.Path(), metavar="CAPTURE...")
 @_decoder_option
 @click.option("--flow", "flow_id", type=int, default=None, help="Only this connection.")
 @output_options
-def retries(capture: str, decoder: str, flow_id: int | None, fmt: str, output: str | None) -> None:
+def retries(captures: tuple[str, ...], decoder: str, flow_id: int | None, fmt: str, output: str | None) -> None:
     """Every segment sent more than once: its attempts, intervals and backoff.
 
     One row per retry chain (a SYN, SYN-ACK, FIN, RST or data segment sent more
@@ -158,7 +167,8 @@ def retries(capture: str, decoder: str, flow_id: int | None, fmt: str, output: s
     """
     from pcapstate.analysis import analyze as run_analysis
 
-    analysis = run_analysis(load(capture, decoder))
+    analysis = run_analysis(load(captures, decoder))
+    capture = analysis.table.source
     _check_flow(capture, analysis, flow_id)
     if fmt != "table":
         _write_tables(fmt, _tables(analysis, ("retries", "retransmissions"), flow_id), output, capture)
@@ -171,7 +181,7 @@ def retries(capture: str, decoder: str, flow_id: int | None, fmt: str, output: s
 
 @cli.command()
 @click.argument("kind", type=click.Choice(PLOT_KINDS), metavar="KIND")
-@click.argument("capture", type=click.Path(dir_okay=False))
+@click.argument("captures", nargs=-1, required=True, type=click.Path(), metavar="CAPTURE...")
 @_decoder_option
 @click.option("--flow", "flow_id", type=int, default=None,
               help="ladder: this connection (default 0); states and retries: only this connection.")
@@ -179,7 +189,7 @@ def retries(capture: str, decoder: str, flow_id: int | None, fmt: str, output: s
               help="The picture to write: FILE.png or FILE.svg.")
 @click.option("--size", type=str, default=None, metavar="WIDTHxHEIGHT",
               help="Size in pixels, e.g. 1600x900 (default: chosen for the picture).")
-def plot(kind: str, capture: str, decoder: str, flow_id: int | None, output: str, size: str | None) -> None:
+def plot(kind: str, captures: tuple[str, ...], decoder: str, flow_id: int | None, output: str, size: str | None) -> None:
     """Draw a picture of the capture: ladder, states, retries or census.
 
     ladder: one flow as a sequence diagram (client and server as two lines, every
@@ -197,7 +207,8 @@ def plot(kind: str, capture: str, decoder: str, flow_id: int | None, output: str
         raise click.BadParameter("a census counts every connection; --flow is for ladder, states and retries",
                                  param_hint="'--flow'")
     pixels = _pixels(size)
-    analysis = run_analysis(load(capture, decoder))
+    analysis = run_analysis(load(captures, decoder))
+    capture = analysis.table.source
     if kind == "ladder" and analysis.connection_count == 0:
         raise FlowNotFoundError(capture, 0 if flow_id is None else flow_id, 0)
     _check_flow(capture, analysis, flow_id)
@@ -212,7 +223,7 @@ def plot(kind: str, capture: str, decoder: str, flow_id: int | None, output: str
 
 
 @cli.command()
-@click.argument("capture", type=click.Path(dir_okay=False))
+@click.argument("captures", nargs=-1, required=True, type=click.Path(), metavar="CAPTURE...")
 @_decoder_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="The page to write: FILE.html.")
 @click.option("--max-flows", type=click.IntRange(min=0), default=50, show_default=True,
@@ -220,7 +231,7 @@ def plot(kind: str, capture: str, decoder: str, flow_id: int | None, output: str
 @click.option("--time-wait", type=click.FloatRange(min=0), default=60.0, show_default=True,
               help="2*MSL in seconds (Linux: 60).")
 @_threshold_options
-def report(capture: str, decoder: str, output: str, max_flows: int, time_wait: float, **thresholds) -> None:
+def report(captures: tuple[str, ...], decoder: str, output: str, max_flows: int, time_wait: float, **thresholds) -> None:
     """Write one self-contained HTML page about the capture.
 
     The summary and the anomalies first, the connections by final state with
@@ -231,7 +242,7 @@ def report(capture: str, decoder: str, output: str, max_flows: int, time_wait: f
     from pcapstate.analysis import analyze as run_analysis
     from pcapstate.report.html import chosen_flows, render
 
-    analysis = run_analysis(load(capture, decoder), time_wait=time_wait, **thresholds)
+    analysis = run_analysis(load(captures, decoder), time_wait=time_wait, **thresholds)
     page = render(analysis, max_flows)
     with _output(output) as out:
         out.write(page)
@@ -251,46 +262,87 @@ def _pixels(size: str | None) -> tuple[int, int] | None:
 
 
 @cli.command()
-@click.argument("captures", nargs=-1, required=True, type=click.Path())
+@click.argument("captures", nargs=-1, required=True, type=click.Path(), metavar="CAPTURE...")
 @_decoder_option
+@click.option("--set", "as_set", is_flag=True,
+              help="The CAPTUREs (files, directories, globs) are one capture set, checked as one trace against "
+                   "one expectation file: DIR.expected.json beside a directory, else beside the set's first file "
+                   "in time order (or --expected).")
 @click.option("--expected", type=click.Path(dir_okay=False), default=None,
-              help="The expectation file (one CAPTURE only; default: <capture>.expected.json beside it).")
+              help="The expectation file (one CAPTURE or --set only; default: <capture>.expected.json beside it).")
 @click.option("--update", is_flag=True, help="Write the expectations from this analysis and say what changed.")
 @click.option("--time-wait", type=click.FloatRange(min=0), default=None,
               help="2*MSL in seconds (default: the expectation file's, else 60).")
-def check(captures: tuple[str, ...], decoder: str, expected: str | None, update: bool,
+def check(captures: tuple[str, ...], decoder: str, as_set: bool, expected: str | None, update: bool,
           time_wait: float | None) -> None:
     """Check that captures still analyze as their expectations say (for CI).
 
     Each CAPTURE is compared with the expectations beside it
-    (samples/x.pcap -> samples/x.expected.json); a directory means every capture
-    in it.  Exit status 0 when everything matches, 1 with a readable diff
-    (which flow, which field, expected and got) when something does not.
-    --update rewrites the expectations instead and says what changed.
+    (samples/x.pcap -> samples/x.expected.json); a directory or a quoted glob
+    means every capture in it.  With --set, all of them are one capture set
+    (rotated files), analyzed as one trace.  Exit status 0 when everything
+    matches, 1 with a readable diff (which flow, which field, expected and
+    got) when something does not.  --update rewrites the expectations instead
+    and says what changed.
     """
     from pathlib import Path
 
     from pcapstate.check import captures_in, expected_path
+    from pcapstate.decode.capture_set import expand, is_glob, read_capture_set
 
+    if as_set:
+        table = read_capture_set(expand(captures), decoder=decoder, specs=captures)
+        target = Path(expected) if expected is not None else _set_expected_path(captures, table)
+        failed = _check_one(table.source, target, lambda: table, update, time_wait)
+        _check_total(1, failed, update)
+        return
     paths: list[Path] = []
     for name in captures:
         path = Path(name)
-        paths += captures_in(path) if path.is_dir() else [path]
+        if path.is_dir():
+            paths += captures_in(path)
+        elif is_glob(name):
+            paths += [Path(p) for p in expand([name])]
+        else:
+            paths.append(path)
     if expected is not None and len(paths) != 1:
-        raise click.UsageError("--expected needs exactly one capture")
+        raise click.UsageError("--expected needs exactly one capture (or --set)")
     failed = 0
     for path in paths:
         target = Path(expected) if expected is not None else expected_path(path)
-        failed += _check_one(path, target, decoder, update, time_wait)
+        failed += _check_one(str(path), target, lambda path=path: load_quietly(str(path), decoder), update, time_wait)
+    _check_total(len(paths), failed, update)
+
+
+def _set_expected_path(captures: tuple[str, ...], table):
+    """A set's expectations: ``DIR.expected.json`` beside a directory, else beside its first file in time order.
+
+    Beside, not inside: ``pcapstate check DIR/`` without --set then never
+    takes a set's expectations for those of its first file.
+    """
+    from pathlib import Path
+
+    from pcapstate.check import EXPECTED_SUFFIX, expected_path
+
+    if len(captures) == 1 and os.path.isdir(captures[0]):
+        directory = Path(captures[0])
+        directory = directory if directory.name else directory.resolve()
+        return directory.with_name(directory.name + EXPECTED_SUFFIX)
+    return expected_path(Path(table.files[0].name))
+
+
+def _check_total(count: int, failed: int, update: bool) -> None:
     verb = "updated" if update else "checked"
-    click.echo(f"{len(paths)} capture{'s' if len(paths) != 1 else ''} {verb}: "
-               f"{len(paths) - failed} ok, {failed} {'changed' if update else 'failed'}")
+    click.echo(f"{count} capture{'s' if count != 1 else ''} {verb}: "
+               f"{count - failed} ok, {failed} {'changed' if update else 'failed'}")
     if failed and not update:
         sys.exit(1)
 
 
-def _check_one(path, target, decoder: str, update: bool, time_wait: float | None) -> int:
-    """Check (or update) one capture; 1 when it differs from its expectations."""
+def _check_one(name: str, target, read, update: bool, time_wait: float | None) -> int:
+    """Check (or update) one capture or capture set (``read()`` decodes it); 1 when it differs."""
+    from pathlib import Path
+
     from pcapstate.analysis import analyze as run_analysis
     from pcapstate.check import compare, dumps, expectations, load
 
@@ -299,8 +351,9 @@ def _check_one(path, target, decoder: str, update: bool, time_wait: float | None
     if time_wait is not None:
         options["time_wait"] = time_wait
     options.setdefault("time_wait", 60.0)
-    analysis = run_analysis(load_quietly(str(path), decoder), time_wait=options["time_wait"])
-    got = expectations(analysis, path.name, options)
+    analysis = run_analysis(read(), time_wait=options["time_wait"])
+    capture_name = Path(analysis.table.files[0].name if analysis.is_set else name).name
+    got = expectations(analysis, capture_name, options)
     problems = compare(old, got) if old else []
     if update:
         if old is None or problems or dumps(old) != dumps(got):
@@ -310,7 +363,7 @@ def _check_one(path, target, decoder: str, update: bool, time_wait: float | None
         for line in problems:
             click.echo(f"      {line}")
         return 1 if problems or old is None else 0
-    click.echo(f"{'ok' if not problems else 'FAIL':>4}  {path}" + (f": {len(problems)} differences" if problems else ""))
+    click.echo(f"{'ok' if not problems else 'FAIL':>4}  {name}" + (f": {len(problems)} differences" if problems else ""))
     for line in problems:
         click.echo(f"      {line}")
     return 1 if problems else 0
@@ -374,18 +427,35 @@ def _write_lines(out, lines: list[str]) -> None:
         out.write("\n")
 
 
-def load(capture: str, decoder: str = "dpkt"):
-    """Decode ``capture`` and print its decoder warnings on stderr."""
+def load(captures, decoder: str = "dpkt"):
+    """Decode the capture (one path) or capture set (several, a directory, a glob); print its warnings.
+
+    One capture's warnings are printed as ``pcapstate: warning: FILE: …``; a
+    set's already name their file (``FILE: …``, from the set reader).
+    """
     from pcapstate.decode import read_capture
+    from pcapstate.decode.capture_set import describe, expand, is_set, read_capture_set
     from pcapstate.progress import Progress
 
-    progress = Progress(_size(capture))
+    specs = (captures,) if isinstance(captures, str) else tuple(captures)
+    if not is_set(specs):
+        capture = specs[0]
+        progress = Progress(_size(capture))
+        try:
+            table = read_capture(capture, decoder=decoder, progress=progress)
+        finally:
+            progress.done()
+        for message in table.stats.warnings:
+            click.echo(f"pcapstate: warning: {capture}: {message}", err=True)
+        return table
+    paths = expand(specs)
+    progress = Progress(_input_size(paths))
     try:
-        table = read_capture(capture, decoder=decoder, progress=progress)
+        table = read_capture_set(paths, decoder=decoder, progress=progress, specs=specs)
     finally:
         progress.done()
     for message in table.stats.warnings:
-        click.echo(f"pcapstate: warning: {capture}: {message}", err=True)
+        click.echo(f"pcapstate: warning: {message}", err=True)
     return table
 
 
@@ -393,6 +463,16 @@ def _size(path: str) -> int:
     try:
         return os.path.getsize(path)
     except OSError:
+        return 0
+
+
+def _input_size(captures) -> int:
+    """Bytes of every file the CAPTURE arguments name (directories and globs expanded)."""
+    from pcapstate.decode.capture_set import expand, total_size
+
+    try:
+        return total_size(expand(captures))
+    except PcapstateError:
         return 0
 
 

@@ -8,6 +8,14 @@ row per TCP packet, in file order.
 Addresses are 16-byte rows (IPv4 as IPv4-mapped IPv6, ``::ffff:a.b.c.d``) so one
 fixed-width column holds both families and a flow key is a plain byte comparison.
 
+A capture set (several files read as one trace, :mod:`pcapstate.decode.capture_set`)
+is one table too, its rows merged in timestamp order.  Its table carries two more
+columns, ``file`` (the index of the row's file in ``PacketTable.files``, which
+lists the files in order of their first packet) and ``file_frame`` (the frame
+number within that file), and ``frame`` is then the global frame number in the
+merged trace (see :func:`pcapstate.decode.capture_set.merge`).  A single file's
+table has neither column and ``files`` is empty: its ``frame`` is the file's.
+
 Fields a source did not carry (tcpdump text prints no seq on a pure ACK, no
 window on some lines) are marked absent in the ``known`` bit mask rather than
 invented; their array value is 0.
@@ -61,6 +69,10 @@ SCALAR_COLUMNS: dict[str, tuple[str, str]] = {
     "bad_checksum": ("bool", "B"),  # wrong IPv4 header or TCP checksum (checked on whole segments only)
     "known": ("uint8", "B"),  # Known bit mask
 }
+SET_COLUMNS: dict[str, str] = {  # only in the table of a capture set
+    "file": "uint32",  # index into PacketTable.files
+    "file_frame": "uint32",  # 1-based frame number within that file (``frame`` is then global)
+}
 ADDRESS_COLUMNS = ("src_ip", "dst_ip")  # (n, 16) uint8
 SACK_COLUMN = "sack"  # (n, MAX_SACK_BLOCKS, 2) uint32: left, right edges
 
@@ -91,13 +103,29 @@ class DecodeStats:
             self.non_tcp += 1
 
 
+@dataclass(frozen=True)
+class CaptureFile:
+    """One file of a capture set; its position in ``PacketTable.files`` is its ``file`` index."""
+
+    name: str  # the path as given (or found in a directory or by a glob)
+    records: int  # every record of the file: its frames 1..records
+    packets: int  # TCP packets it gave (rows of the table)
+    start_ns: int | None  # timestamp of its first record (None: no record); the set's order
+    stats: DecodeStats = field(default_factory=DecodeStats, compare=False, repr=False)  # this file's own
+
+
 @dataclass
 class PacketTable:
-    """Columns of equal length; see ``SCALAR_COLUMNS`` for names and dtypes."""
+    """Columns of equal length; see ``SCALAR_COLUMNS`` for names and dtypes.
+
+    ``files`` is empty for one capture file; for a capture set it lists the
+    files in set order and the columns include ``SET_COLUMNS``.
+    """
 
     columns: dict[str, np.ndarray]
     stats: DecodeStats = field(default_factory=DecodeStats)
     source: str = ""
+    files: tuple[CaptureFile, ...] = ()
 
     def __len__(self) -> int:
         return len(self.columns["frame"])
@@ -106,13 +134,18 @@ class PacketTable:
         return self.columns[name]
 
     @property
+    def is_set(self) -> bool:
+        """Read from a capture set (several files, or a directory or glob): has ``file`` and ``file_frame``."""
+        return bool(self.files)
+
+    @property
     def ts(self) -> np.ndarray:
         """Timestamps as float seconds since the epoch (microsecond-exact)."""
         return self.columns["ts_ns"] / 1e9
 
     def take(self, index) -> "PacketTable":
         """Rows selected by a boolean mask or an index array, same stats."""
-        return PacketTable({k: v[index] for k, v in self.columns.items()}, self.stats, self.source)
+        return PacketTable({k: v[index] for k, v in self.columns.items()}, self.stats, self.source, self.files)
 
     def address(self, column: str, row: int) -> str:
         """One address as text (``10.0.0.1`` or ``fe80::1``)."""

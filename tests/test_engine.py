@@ -23,8 +23,22 @@ def test_big_inputs_and_capture_sets_compile(monkeypatch, tmp_path):
     big.write_bytes(bytes(engine.JIT_MIN_BYTES))
     engine.choose_for(["analyze", str(big)])
     assert "PCAPSTATE_NO_JIT" not in os.environ
-    engine.choose_for(["check", str(SAMPLES)])
+    rotated = tmp_path / "rotated"  # a capture set counts the sum of its files
+    rotated.mkdir()
+    for name in ("cap.pcap", "cap.pcap1"):
+        (rotated / name).write_bytes(bytes(engine.JIT_MIN_BYTES // 2))
+    engine.choose_for(["check", str(rotated)])
     assert "PCAPSTATE_NO_JIT" not in os.environ
+    engine.choose_for(["analyze", str(rotated / "cap.pcap*")])
+    assert "PCAPSTATE_NO_JIT" not in os.environ
+    engine.choose_for(["analyze", str(rotated / "cap.pcap"), str(rotated / "cap.pcap1")])
+    assert "PCAPSTATE_NO_JIT" not in os.environ
+
+
+def test_a_small_capture_set_runs_plain(monkeypatch):
+    monkeypatch.delenv("PCAPSTATE_NO_JIT", raising=False)
+    engine.choose_for(["check", str(SAMPLES)])  # 15 small captures
+    assert os.environ.get("PCAPSTATE_NO_JIT") == "1"
 
 
 def test_the_user_decides_first(monkeypatch):

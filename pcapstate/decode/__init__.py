@@ -9,6 +9,10 @@ reference the fast path is tested against (and the default when the JIT is
 off: the fast path as plain Python is slower than dpkt).  Both fill identical
 tables.  ``decoder="pyshark"`` fills the same table through tshark's
 dissectors instead of dpkt.
+
+``read_capture([path, ...])`` reads a capture set, several files as one trace
+(:mod:`pcapstate.decode.capture_set`): rotated files (``tcpdump -C`` or
+``-G``), or captures of one moment taken at several places.
 """
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ DECODERS = ("dpkt", "dpkt-reference", "pyshark")
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-def read_capture(path: str | os.PathLike, decoder: str = "dpkt", progress=None) -> PacketTable:
+def read_capture(path, decoder: str = "dpkt", progress=None) -> PacketTable:
     """Decode every TCP packet of the capture at ``path``.
 
     Raises a :class:`pcapstate.errors.PcapstateError` subclass when the file is
@@ -33,18 +37,32 @@ def read_capture(path: str | os.PathLike, decoder: str = "dpkt", progress=None) 
     is decoded up to its last complete record; ``table.stats.warnings`` says
     what was ignored.  ``progress`` (a :class:`pcapstate.progress.Progress`)
     is told how far decoding has got.
+
+    ``path`` may also be a list (or tuple) of paths: a capture set, read as one
+    trace by :func:`pcapstate.decode.capture_set.read_capture_set` (files in
+    order of their first packet, packets merged in timestamp order; a file that
+    cannot be read is skipped with a warning naming it).
     """
-    path = os.fspath(path)
+    if isinstance(path, (list, tuple)):
+        from pcapstate.decode.capture_set import read_capture_set
+
+        return read_capture_set(path, decoder=decoder, progress=progress)
+    table, _content = read_file(os.fspath(path), decoder, progress)
+    return table
+
+
+def read_file(path: str, decoder: str = "dpkt", progress=None) -> tuple[PacketTable, object]:
+    """One capture file's table, and its bytes as decoded (None through tshark)."""
     if decoder == "pyshark":
         from pcapstate.decode.tshark import read_with_tshark
 
-        return read_with_tshark(path)
+        return read_with_tshark(path), None
     if decoder not in DECODERS:
         raise ValueError(f"unknown decoder {decoder!r}; choose from {', '.join(DECODERS)}")
     content, warnings = _load(path)
     table = decode_bytes(content, path, progress, fast=None if decoder == "dpkt" else False)
     table.stats.warnings[:0] = warnings
-    return table
+    return table, content
 
 
 def decode_bytes(content, source: str = "", progress=None, fast: bool | None = None) -> PacketTable:
