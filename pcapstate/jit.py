@@ -31,15 +31,3 @@ def njit(function):
         return function
     return _numba_njit(cache=True, nogil=True)(function)
 
-
-def inline(function):
-    """Like :func:`njit`, for a small helper of a hot loop: inlined into its compiled callers.
-
-    numba increments and decrements the reference count of every array a
-    compiled call passes (atomic operations); a helper that takes the replay's
-    state, called several times per packet, spends more on that than on its
-    work.  Inlined at numba's level, the calls and their reference counting go.
-    """
-    if _numba_njit is None:
-        return function
-    return _numba_njit(cache=True, nogil=True, inline="always")(function)

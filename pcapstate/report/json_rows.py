@@ -47,9 +47,13 @@ class _Columns:
         n = len(frame)
         names = list(frame.columns)
         self.kind = np.empty(len(names), dtype=np.int64)
-        self.ints = np.zeros((len(names), n), dtype=np.int64)  # codes, ints, times (row-major per column)
-        self.floats = np.zeros((len(names), n), dtype=np.float64)
-        self.null = np.zeros((len(names), n), dtype=np.bool_)
+        # Each column's values sit in one row of ``ints`` (codes, integers, times) or ``floats``,
+        # row ``slot[j]``; integers and times that may be null have a row of ``null`` (``null_slot[j]``).
+        self.slot = np.zeros(len(names), dtype=np.int64)
+        self.null_slot = np.full(len(names), -1, dtype=np.int64)
+        ints: list[np.ndarray] = []
+        floats: list[np.ndarray] = []
+        nulls: list[np.ndarray] = []
         encoded: list[bytes] = []
         self.table_start = np.zeros(len(names), dtype=np.int64)  # first entry of each column's table
         widths = np.zeros(len(names), dtype=np.int64)
@@ -58,31 +62,36 @@ class _Columns:
             dtype = series.dtype
             self.table_start[j] = len(encoded)
             if isinstance(dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(dtype):
-                values = series.to_numpy(dtype="datetime64[ns]").view(np.int64)
-                self.kind[j], self.ints[j] = TIME, values
-                self.null[j] = series.isna().to_numpy()
-                widths[j] = _TIME_WIDTH
+                kind, values, widths[j] = TIME, series.to_numpy(dtype="datetime64[ns]").view(np.int64), _TIME_WIDTH
             elif isinstance(dtype, pd.CategoricalDtype):
-                self.kind[j], self.ints[j] = CODES, series.cat.codes.to_numpy(dtype=np.int64)
+                kind, values = CODES, series.cat.codes.to_numpy(dtype=np.int64)
                 encoded += [ujson_dumps(str(v), ensure_ascii=False).encode() for v in dtype.categories]
             elif pd.api.types.is_bool_dtype(dtype) and not series.isna().any():
-                self.kind[j], self.ints[j] = CODES, series.to_numpy(dtype=np.int64)
+                kind, values = CODES, series.to_numpy(dtype=np.int64)
                 encoded += [b"false", b"true"]
             elif pd.api.types.is_integer_dtype(dtype):
-                self.null[j] = series.isna().to_numpy()
-                self.kind[j] = INT
-                self.ints[j] = series.to_numpy(dtype=np.int64, na_value=0)
-                widths[j] = _INT_WIDTH
+                kind, values, widths[j] = INT, series.to_numpy(dtype=np.int64, na_value=0), _INT_WIDTH
             elif pd.api.types.is_float_dtype(dtype):
-                self.kind[j], self.floats[j] = FLOAT, series.to_numpy(dtype=np.float64)
-                widths[j] = _FLOAT_WIDTH
+                kind, values, widths[j] = FLOAT, series.to_numpy(dtype=np.float64), _FLOAT_WIDTH
             else:  # strings, lists (retry intervals), anything else pandas can encode
-                codes, uniques = _distinct(series.astype(object).to_numpy())
-                self.kind[j], self.ints[j] = CODES, codes
+                kind, values = CODES, None
+                values, uniques = _distinct(series.astype(object).to_numpy())
                 encoded += [ujson_dumps(v, ensure_ascii=False, double_precision=6).encode() for v in uniques]
-            if self.kind[j] == CODES:
+            self.kind[j] = kind
+            store = floats if kind == FLOAT else ints
+            self.slot[j] = len(store)
+            store.append(values)
+            if kind in (INT, TIME):
+                missing = series.isna().to_numpy()
+                if missing.any():
+                    self.null_slot[j] = len(nulls)
+                    nulls.append(missing)
+            if kind == CODES:
                 entries = encoded[self.table_start[j]:]
                 widths[j] = max([len(_NULL)] + [len(e) for e in entries])
+        self.ints = np.array(ints, dtype=np.int64) if ints else np.zeros((1, n), dtype=np.int64)
+        self.floats = np.array(floats, dtype=np.float64) if floats else np.zeros((1, n), dtype=np.float64)
+        self.null = np.array(nulls, dtype=np.bool_) if nulls else np.zeros((1, n), dtype=np.bool_)
         self.table = np.frombuffer(b"".join(encoded), dtype=np.uint8) if encoded else np.zeros(1, np.uint8)
         self.table_offsets = np.cumsum([0] + [len(e) for e in encoded]).astype(np.int64)
         keys = [('{' if j == 0 else ',') + ujson_dumps(name) + ':' for j, name in enumerate(names)]
@@ -139,8 +148,8 @@ def write_records(frame, out: IO[str], date_unit: str) -> None:
     buffer = np.empty(min(columns.rows, CHUNK_ROWS) * (columns.row_width + 1) + 16, dtype=np.uint8)
     for start in range(0, columns.rows, CHUNK_ROWS):
         stop = min(start + CHUNK_ROWS, columns.rows)
-        used = _write_rows(buffer, start, stop, columns.kind, columns.ints, columns.floats, columns.null,
-                           columns.table, columns.table_offsets, columns.table_start, columns.keys,
+        used = _write_rows(buffer, start, stop, columns.kind, columns.slot, columns.null_slot, columns.ints,
+                           columns.floats, columns.null, columns.table, columns.table_offsets, columns.table_start, columns.keys,
                            columns.key_offsets, columns.nanoseconds)
         if raw is not None:
             raw.write(memoryview(buffer)[:used])
@@ -153,8 +162,8 @@ def write_records(frame, out: IO[str], date_unit: str) -> None:
 
 
 @njit
-def _write_rows(buf, start, stop, kind, ints, floats, null, table, table_offsets, table_start, keys, key_offsets,
-                nanoseconds):
+def _write_rows(buf, start, stop, kind, slot, null_slot, ints, floats, null, table, table_offsets, table_start, keys,
+                key_offsets, nanoseconds):
     """Rows ``start`` to ``stop`` as records (a comma before each but the very first); bytes written."""
     at = 0
     for row in range(start, stop):
@@ -163,22 +172,23 @@ def _write_rows(buf, start, stop, kind, ints, floats, null, table, table_offsets
             at += 1
         for j in range(kind.shape[0]):
             at = _copy(buf, at, keys, key_offsets[j], key_offsets[j + 1])
+            values = slot[j]
             if kind[j] == CODES:
-                code = ints[j, row]
+                code = ints[values, row]
                 if code < 0:
                     at = _null(buf, at)
                 else:
                     entry = table_start[j] + code
                     at = _copy(buf, at, table, table_offsets[entry], table_offsets[entry + 1])
-            elif null[j, row]:
+            elif null_slot[j] >= 0 and null[null_slot[j], row]:
                 at = _null(buf, at)
             elif kind[j] == INT:
-                at = _integer(buf, at, ints[j, row])
+                at = _integer(buf, at, ints[values, row])
             elif kind[j] == FLOAT:
-                value = floats[j, row]
+                value = floats[values, row]
                 at = _null(buf, at) if value != value else _float6(buf, at, value)
             else:
-                at = _iso_time(buf, at, ints[j, row], nanoseconds)
+                at = _iso_time(buf, at, ints[values, row], nanoseconds)
         buf[at] = 125  # }
         at += 1
     return at
