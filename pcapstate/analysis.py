@@ -71,7 +71,8 @@ where each frame is: ``packets``, ``transitions``, ``retransmissions`` and
 order, i.e. by first packet) and ``file_frame`` (the frame number inside that
 file, as ``tshark -r FILE`` numbers it) right after ``frame``; ``flows`` gains
 ``first_file``, ``first_file_frame``, ``last_file``, ``last_file_frame``
-after ``last_frame``.  ``Analysis.files`` lists the files and
+after ``last_frame``, and ``retries`` ``first_file`` and ``first_file_frame``
+(the chain's first send) after ``first_frame``.  ``Analysis.files`` lists the files and
 ``Analysis.locate(frame)`` turns any frame (``retries.answer_frame``, an
 ``evidence_frame``) into ``(file, file_frame)``.  A single file's tables have
 none of these columns, exactly as before.
@@ -187,10 +188,11 @@ class Analysis:
 
         Columns: ``file`` [int64, the index the ``file`` columns' categories
         follow], ``name`` [str], ``records`` [int64, frames in the file],
-        ``packets`` [int64, TCP packets], ``start`` [datetime64[ns, UTC],
-        its first record], ``first_frame``, ``last_frame`` [Int64, global
-        frames of its first and last TCP packet], ``warnings`` [int64, decoder
-        warnings about it].
+        ``packets`` [int64, TCP packets], ``start`` [datetime64[ns, UTC]: the
+        first record of a set's file, which orders the set (NaT: none); for
+        one file, its first TCP packet], ``first_frame``, ``last_frame``
+        [Int64, frames of its first and last TCP packet, global in a set],
+        ``warnings`` [int64, decoder warnings about it].
 
         >>> analyze("samples/refused.pcap").files[["name", "records", "packets", "first_frame"]].values.tolist()
         [['samples/refused.pcap', 2, 2, 1]]
@@ -415,7 +417,7 @@ class Analysis:
         first = np.array([r[0] for r in chains.rows], dtype=np.int64)
         last = np.array([r[-1] for r in chains.rows], dtype=np.int64)
         start, end = table["ts_ns"][first], table["ts_ns"][last]
-        return pd.DataFrame({
+        retries = pd.DataFrame({
             "flow": chains.flow,
             "sender": pd.Categorical.from_codes(chains.side, dtype=ENDPOINT_DTYPE),
             "kind": pd.Categorical.from_codes(chains.kind, dtype=SEGMENT_DTYPE),
@@ -431,6 +433,7 @@ class Analysis:
             "answered": chains.answer_row >= 0,
             "answer_frame": _frames(table, chains.answer_row),
         })
+        return _insert_files(retries, table, "first_frame", first, "first_")
 
     @cached_property
     def anomalies(self) -> pd.DataFrame:

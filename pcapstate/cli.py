@@ -189,7 +189,8 @@ def retries(captures: tuple[str, ...], decoder: str, flow_id: int | None, fmt: s
               help="The picture to write: FILE.png or FILE.svg.")
 @click.option("--size", type=str, default=None, metavar="WIDTHxHEIGHT",
               help="Size in pixels, e.g. 1600x900 (default: chosen for the picture).")
-def plot(kind: str, captures: tuple[str, ...], decoder: str, flow_id: int | None, output: str, size: str | None) -> None:
+def plot(kind: str, captures: tuple[str, ...], decoder: str, flow_id: int | None, output: str,
+         size: str | None) -> None:
     """Draw a picture of the capture: ladder, states, retries or census.
 
     ladder: one flow as a sequence diagram (client and server as two lines, every
@@ -231,7 +232,8 @@ def plot(kind: str, captures: tuple[str, ...], decoder: str, flow_id: int | None
 @click.option("--time-wait", type=click.FloatRange(min=0), default=60.0, show_default=True,
               help="2*MSL in seconds (Linux: 60).")
 @_threshold_options
-def report(captures: tuple[str, ...], decoder: str, output: str, max_flows: int, time_wait: float, **thresholds) -> None:
+def report(captures: tuple[str, ...], decoder: str, output: str, max_flows: int, time_wait: float,
+           **thresholds) -> None:
     """Write one self-contained HTML page about the capture.
 
     The summary and the anomalies first, the connections by final state with
@@ -363,7 +365,8 @@ def _check_one(name: str, target, read, update: bool, time_wait: float | None) -
         for line in problems:
             click.echo(f"      {line}")
         return 1 if problems or old is None else 0
-    click.echo(f"{'ok' if not problems else 'FAIL':>4}  {name}" + (f": {len(problems)} differences" if problems else ""))
+    click.echo(f"{'ok' if not problems else 'FAIL':>4}  {name}"
+               + (f": {len(problems)} differences" if problems else ""))
     for line in problems:
         click.echo(f"      {line}")
     return 1 if problems else 0
@@ -434,7 +437,7 @@ def load(captures, decoder: str = "dpkt"):
     set's already name their file (``FILE: …``, from the set reader).
     """
     from pcapstate.decode import read_capture
-    from pcapstate.decode.capture_set import describe, expand, is_set, read_capture_set
+    from pcapstate.decode.capture_set import expand, is_set, read_capture_set
     from pcapstate.progress import Progress
 
     specs = (captures,) if isinstance(captures, str) else tuple(captures)

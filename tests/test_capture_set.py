@@ -170,6 +170,11 @@ def test_synthetic_capture_split_is_stitched_back(synthetic, tmp_path, how):
     row = spanning.iloc[0]
     assert got.locate(row["first_frame"]) == (row["first_file"], row["first_file_frame"])
     assert got.locate(row["last_frame"]) == (row["last_file"], row["last_file_frame"])
+    for chain in got.retries.itertuples(index=False):
+        assert got.locate(chain.first_frame) == (chain.first_file, chain.first_file_frame)
+    for table in ("transitions", "retransmissions", "anomalies"):
+        rows = getattr(got, table).dropna(subset=["frame"])
+        assert [got.locate(f) for f in rows["frame"]] == list(zip(rows["file"], rows["file_frame"])), table
 
 
 def test_tcpdump_C_names_sort_by_time_not_by_name(synthetic, tmp_path):

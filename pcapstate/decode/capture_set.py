@@ -149,7 +149,7 @@ def read_capture_set(paths: Sequence, decoder: str = "dpkt", progress=None, sour
     errors: list[PcapstateError] = []
     done_bytes = 0
     for path in paths:
-        shifted = _Shifted(progress, done_bytes, sum(m[1].stats.records for m in members)) if progress is not None else None
+        shifted = None if progress is None else _Shifted(progress, done_bytes, sum(m[1].stats.records for m in members))
         try:
             table, content = read_file(path, decoder, shifted)
         except DecoderUnavailableError:
