@@ -454,3 +454,14 @@ def test_single_file_tables_are_unchanged():
     assert not a.is_set
     assert not SET_COLUMNS & (set(a.packets.columns) | set(a.flows.columns) | set(a.transitions.columns))
     assert a.files[["name", "records", "packets"]].values.tolist() == [[str(SAMPLES / "fin_dropped.pcap"), 13, 13]]
+
+
+def test_read_capture_takes_a_list():
+    files = [SAMPLES / "server_closes_first.pcap", SAMPLES / "client_closes_first.pcap"]
+    table = pcapstate.read_capture(files)
+    assert table.is_set and [Path(f.name).name for f in table.files] == ["client_closes_first.pcap",
+                                                                          "server_closes_first.pcap"]
+    assert table["frame"].tolist() == list(range(1, 23))
+    assert table["file"].tolist() == [0] * 11 + [1] * 11 and table["file_frame"].tolist() == list(range(1, 12)) * 2
+    assert table.source == f"{files[0]} {files[1]} (2 files)"
+    assert not pcapstate.read_capture(files[0]).is_set
