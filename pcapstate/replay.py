@@ -203,15 +203,15 @@ def replay(packets: np.ndarray, order: np.ndarray, n_conv: int, guessed_client_d
     order = np.ascontiguousarray(order, dtype=np.int64)
     done = 0
     while done < n:
-        done = rs.run_packets(st, order, done)
+        done = rs.run_packets(*st, order, done)
         if done < n:
             st = _grown(st)
     closed = 0
     while closed < st.cnt[rs.K_N_CONN]:
-        closed = rs.close_all(st, closed)
+        closed = rs.close_all(st.pk, st.conn, st.ends, st.queue, st.trans, st.rows, st.cnt, closed)
         if closed < st.cnt[rs.K_N_CONN]:
             st = _grown(st)
-    rs.backfill_server_states(st)
+    rs.backfill_server_states(st.conn, st.rows)
     n_conn, n_trans = int(st.cnt[rs.K_N_CONN]), int(st.cnt[rs.K_N_TRANS])
     return ReplayResult(st.rows, st.conn[:n_conn].copy(), st.ends[: 2 * n_conn].copy(), st.trans[:n_trans].copy())
 
