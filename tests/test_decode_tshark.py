@@ -484,7 +484,7 @@ def test_bad_input(tmp_path):
 
 
 def test_without_pyshark(monkeypatch, tmp_path):
-    monkeypatch.setitem(sys.modules, "pyshark.tshark.tshark", None)  # import fails
+    monkeypatch.setitem(sys.modules, "pyshark", None)  # import fails
     with pytest.raises(DecoderUnavailableError) as error:
         read_capture(tmp_path / "any.pcap", decoder="pyshark")
     message = str(error.value)
@@ -493,11 +493,11 @@ def test_without_pyshark(monkeypatch, tmp_path):
 
 
 def test_without_tshark(monkeypatch, tmp_path):
-    from pyshark.tshark import tshark as pyshark_tshark
+    import shutil
 
-    def not_found(*args, **kwargs):
-        raise pyshark_tshark.TSharkNotFoundException("TShark not found")
+    from pcapstate.decode import tshark as tshark_decoder
 
-    monkeypatch.setattr(pyshark_tshark, "get_process_path", not_found)
+    monkeypatch.setattr(shutil, "which", lambda name: None)  # not on the PATH
+    monkeypatch.setattr(tshark_decoder, "_TSHARK_PLACES", ())  # nor anywhere else
     with pytest.raises(DecoderUnavailableError, match="apt-get install tshark"):
         read_capture(tmp_path / "any.pcap", decoder="pyshark")

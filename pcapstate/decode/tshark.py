@@ -140,21 +140,34 @@ _QUIET_STDERR = ("Running as user",)
 _RANGES_PER_RUN = 2000  # display-filter terms per JSON run (an argument is at most 128 KiB)
 
 
+_TSHARK_PLACES = ("/usr/bin/tshark", "/usr/local/bin/tshark", "/usr/sbin/tshark",
+                  "/Applications/Wireshark.app/Contents/MacOS/tshark",
+                  r"C:\Program Files\Wireshark\tshark.exe")
+
+
 def tshark_path() -> str:
-    """The tshark binary pyshark finds, or ``DecoderUnavailableError``."""
-    try:
-        from pyshark.tshark.tshark import TSharkNotFoundException, get_process_path
-    except ImportError:
-        raise DecoderUnavailableError(f"the pyshark decoder needs pyshark and tshark: {INSTALL_HINT}") from None
-    try:
-        return get_process_path()
-    except TSharkNotFoundException:
-        raise DecoderUnavailableError(f"the pyshark decoder needs tshark, which was not found: {INSTALL_HINT}") from None
+    """The tshark binary on the PATH or in its usual places, or ``DecoderUnavailableError``.
+
+    Not pyshark's ``get_process_path``: it reads ``config.ini`` from the
+    current directory, so analyzing captures in a directory someone else
+    prepared would run whatever program that file names (and an unrelated
+    ``config.ini`` there makes it raise).
+    """
+    import importlib.util
+    import shutil
+
+    if importlib.util.find_spec("pyshark") is None:
+        raise DecoderUnavailableError(f"the pyshark decoder needs pyshark and tshark: {INSTALL_HINT}")
+    found = shutil.which("tshark") or next((p for p in _TSHARK_PLACES if os.access(p, os.X_OK)), None)
+    if found is None:
+        raise DecoderUnavailableError(f"the pyshark decoder needs tshark, which was not found: {INSTALL_HINT}")
+    return found
 
 
 def tshark_command(path: str, fields=FIELDS, tshark: str | None = None) -> list[str]:
     """The argument list that prints ``fields`` for every frame of ``path``."""
-    command = [tshark or tshark_path(), "-n", "-r", path]
+    # "-r -" would read standard input: a file whose name starts with "-" goes as "./-…"
+    command = [tshark or tshark_path(), "-n", "-r", os.path.join(".", path) if path.startswith("-") else path]
     for preference in PREFERENCES:
         command += ["-o", preference]
     command += ["-T", "fields", "-E", "header=n", "-E", "separator=/t", "-E", "occurrence=a", "-E", "aggregator=,"]
