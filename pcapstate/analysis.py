@@ -369,6 +369,24 @@ class Analysis:
         })
         return _insert_files(packets, table, "frame", np.arange(len(table), dtype=np.int64))
 
+    @cached_property
+    def packet_notes(self) -> pd.DataFrame:
+        """Only the packets whose step was noted (``frame``, ``sender_note``, ``receiver_note``).
+
+        What the terminal summary needs, without building :attr:`packets` for
+        every packet of a large capture.
+
+        >>> analyze("samples/client_closes_first.pcap").packet_notes.columns.tolist()
+        ['frame', 'sender_note', 'receiver_note']
+        """
+        rows = self.tracking.result.rows
+        noted = np.flatnonzero((rows[:, rp.R_NOTE_SENDER] != Note.NONE) | (rows[:, rp.R_NOTE_RECEIVER] != Note.NONE))
+        return pd.DataFrame({
+            "frame": self.table["frame"][noted].astype(np.int64),
+            "sender_note": _NOTE_TEXT[rows[noted, rp.R_NOTE_SENDER]],
+            "receiver_note": _NOTE_TEXT[rows[noted, rp.R_NOTE_RECEIVER]],
+        })
+
     # -- findings
     @cached_property
     def findings(self) -> Findings:

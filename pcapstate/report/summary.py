@@ -13,7 +13,7 @@ DEFAULT_MAX_ROWS = 50
 
 def summary_lines(analysis, max_rows: int | None = DEFAULT_MAX_ROWS) -> list[str]:
     flows = analysis.flows
-    packets = len(analysis.packets)
+    packets = len(analysis.table)
     span = float(flows["end_epoch"].max() - flows["start_epoch"].min()) if len(flows) else 0.0
     lines = [f"{analysis.table.source}: {packets} TCP packets, {len(flows)} connection"
              f"{'' if len(flows) == 1 else 's'}, {seconds(span)}"]
@@ -39,7 +39,7 @@ def summary_lines(analysis, max_rows: int | None = DEFAULT_MAX_ROWS) -> list[str
     anomalies = anomaly_lines(analysis.anomalies)
     if anomalies:
         lines += [""] + anomalies
-    irregular = irregularity_lines(analysis.packets)
+    irregular = irregularity_lines(analysis.packet_notes)
     if irregular:
         lines += [""] + irregular
     return lines
