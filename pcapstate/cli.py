@@ -119,9 +119,16 @@ def packets(captures: tuple[str, ...], decoder: str, fmt: str, output: str | Non
 @click.option("--time-wait", type=click.FloatRange(min=0), default=60.0, show_default=True,
               help="2*MSL in seconds: how long TIME_WAIT lasts before the timer closes it (Linux: 60).")
 @click.option("--all", "show_all", is_flag=True, help="List every connection (default: the first 50).")
+@click.option("--engine", type=click.Choice(["single", "dask"]), default="single", show_default=True,
+              help="dask: decode the files and replay the connections on a Dask distributed cluster "
+                   "(pip install 'pcapstate[dask]'); the same tables.")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="With --engine dask: the scheduler of an existing cluster (tcp://host:8786); "
+                   "default: a local cluster, one worker process per core.")
 @_threshold_options
 def analyze(captures: tuple[str, ...], decoder: str, flow_id: int | None, timeline: bool, fmt: str, output: str | None,
-            time_wait: float, show_all: bool, **thresholds) -> None:
+            time_wait: float, show_all: bool, engine: str = "single", scheduler: str | None = None,
+            **thresholds) -> None:
     """Replay every TCP connection from both endpoints and summarise it.
 
     One row per connection (client, server, duration, packets, final state of
@@ -131,6 +138,19 @@ def analyze(captures: tuple[str, ...], decoder: str, flow_id: int | None, timeli
     from pcapstate.analysis import analyze as run_analysis
     from pcapstate.progress import Progress
 
+    if engine == "dask" or scheduler is not None:
+        analysis = _analyze_dask(captures, decoder, scheduler, time_wait, thresholds)
+        capture = analysis.table.source
+        for message in analysis.warnings:
+            click.echo(f"pcapstate: warning: {capture}: {message}", err=True)
+        _check_flow(capture, analysis, flow_id)
+        if fmt != "table":
+            names = ("flows", "transitions", "retransmissions", "retries", "anomalies")
+            _write_tables(fmt, _tables(analysis, names, flow_id), output, capture)
+            return
+        with _output(output) as out:
+            _write_lines(out, _analyze_text(analysis, flow_id, timeline, show_all))
+        return
     table = load(captures, decoder)
     capture = table.source
     already_warned = len(table.stats.warnings)
@@ -370,6 +390,20 @@ def _check_one(name: str, target, read, update: bool, time_wait: float | None) -
     for line in problems:
         click.echo(f"      {line}")
     return 1 if problems else 0
+
+
+def _analyze_dask(captures, decoder: str, scheduler: str | None, time_wait: float, thresholds: dict):
+    """``analyze --engine dask``: the analysis from :mod:`pcapstate.dask_engine` (dask imported only here)."""
+    try:
+        from pcapstate import dask_engine
+    except ImportError as error:  # pragma: no cover - the extra is missing
+        raise click.UsageError(f"--engine dask needs Dask distributed: pip install 'pcapstate[dask]' ({error})")
+    try:
+        import distributed  # noqa: F401
+    except ImportError as error:
+        raise click.UsageError(f"--engine dask needs Dask distributed: pip install 'pcapstate[dask]' ({error})")
+    source = list(captures) if len(captures) != 1 else captures[0]
+    return dask_engine.analyze(source, scheduler=scheduler, decoder=decoder, time_wait=time_wait, **thresholds)
 
 
 def load_quietly(capture: str, decoder: str):

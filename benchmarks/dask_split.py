@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""Single process vs ``--engine dask`` on a rotated capture set (issue 9, item 3).
+
+    python3 benchmarks/dask_split.py                # synth-100k split into 20 files, 3 rounds
+    python3 benchmarks/dask_split.py --rounds 1 --workers 2
+
+1. Splits benchmarks/data/synth-100k.pcap (made by generate.py when missing)
+   into ``--files`` files with ``editcap -c`` (a rotated set).
+2. Times ``pcapstate analyze SET --format json -o /dev/null`` in one process
+   and with ``--engine dask`` (which starts a local cluster of ``--workers``
+   single-threaded worker processes: its start-up is in the time), rounds
+   alternating; prints the medians and the ratio (target >= 1.7x).
+3. Runs the dask engine once more in this process, on a cluster of the same
+   size, to measure the shuffle (bytes of packet columns moved between
+   workers, of all bytes cut into partitions), each partition's replay rate
+   and the client's stages; from those, prints an estimate of N machines.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+DATA = HERE / "data"
+
+
+def capture(connections: int) -> Path:
+    path = DATA / f"synth-{connections // 1000}k.pcap"
+    if not path.exists():
+        DATA.mkdir(exist_ok=True)
+        subprocess.run([sys.executable, str(HERE / "generate.py"), "--connections", str(connections),
+                        "-o", str(path)], check=True)
+    return path
+
+
+def split(source: Path, files: int) -> Path:
+    directory = DATA / f"{source.stem}-split{files}"
+    if directory.is_dir() and len(list(directory.iterdir())) == files:
+        return directory
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    records = int(subprocess.run(["capinfos", "-c", "-M", "-T", "-r", str(source)], capture_output=True,
+                                 text=True, check=True).stdout.split()[-1])
+    per_file = -(-records // files)
+    subprocess.run(["editcap", "-c", str(per_file), str(source), str(directory / "part.pcap")], check=True)
+    return directory
+
+
+def timed(command: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def measure_inside(directory: Path, workers: int) -> None:
+    from pcapstate import dask_engine
+
+    started = time.perf_counter()
+    with dask_engine.connect(workers=workers) as client:
+        up = time.perf_counter() - started
+        dask_engine.analyze(str(directory), client=client)  # warms the workers (numba caches, imports)
+        began = time.perf_counter()
+        analysis = dask_engine.analyze(str(directory), client=client)
+        engine = time.perf_counter() - began
+    stats = dask_engine.last_stats
+    began = time.perf_counter()
+    for name in ("flows", "transitions", "retransmissions", "retries", "anomalies"):
+        getattr(analysis, name)
+    tables = time.perf_counter() - began
+    packets = len(analysis.table)
+    print(f"\ninside one run (warm workers; cluster start-up {up:.2f} s):")
+    print(f"  {stats.files} files, {packets:,} packets, {len(analysis.flows):,} connections, "
+          f"{stats.partitions} partitions on {stats.workers} workers")
+    print(f"  decode on workers (to first sizes back): {stats.decode_s:.2f} s; client stages (cumulative): "
+          + ", ".join(f"{k} {v:.2f} s" for k, v in stats.wall_s.items()))
+    print(f"  engine total {engine:.2f} s, then on the client: tables and findings {tables:.2f} s")
+    print(f"  shuffle: {stats.shuffle_bytes / 1e6:.1f} MB moved between workers of "
+          f"{stats.shuffle_total_bytes / 1e6:.1f} MB cut into partitions "
+          f"({stats.shuffle_total_bytes / max(packets, 1):.0f} bytes/packet)")
+    for p, (count, seconds) in enumerate(zip(stats.partition_packets, stats.partition_replay_s)):
+        print(f"  partition {p}: {count:,} packets replayed in {seconds:.2f} s = {count / seconds / 1e6:.2f} M packets/s")
+    rate = sum(stats.partition_packets) / max(sum(stats.partition_replay_s), 1e-9)
+    serial = stats.wall_s.get("decode_merge", 0.0) - stats.decode_s + tables
+    print("\nestimate for N machines (from these measurements):")
+    print(f"  per-partition replay {rate / 1e6:.2f} M packets/s per core; shuffle "
+          f"{stats.shuffle_total_bytes / max(packets, 1):.0f} bytes/packet, of which (N-1)/N crosses the network")
+    print(f"  client-side serial work (merge + gathered findings/tables): about {serial:.1f} s for {packets:,} packets")
+    for n in (2, 4, 8, 16):
+        parallel = (stats.decode_s + sum(stats.partition_replay_s)) / n
+        network = stats.shuffle_total_bytes * (n - 1) / n / 1.25e8  # 1 Gbit/s per machine link
+        print(f"  N={n:2d}: parallel part ~{parallel:.1f} s + shuffle at 1 Gbit/s ~{network:.2f} s "
+              f"+ serial ~{serial:.1f} s = ~{parallel + network + serial:.1f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--connections", type=int, default=100_000)
+    parser.add_argument("--files", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    directory = split(capture(args.connections), args.files)
+    base = [sys.executable, "-m", "pcapstate", "analyze", str(directory), "--format", "json", "-o", "/dev/null"]
+    single, dask = [], []
+    timed(base)  # warm the page cache and numba's cache
+    for _ in range(args.rounds):
+        single.append(timed(base))
+        dask.append(timed(base + ["--engine", "dask"]))
+    print(f"{directory}: {args.files} files; {args.rounds} rounds, alternating")
+    print(f"  single process:           median {statistics.median(single):.2f} s  ({', '.join(f'{t:.2f}' for t in single)})")
+    print(f"  --engine dask, {args.workers} workers: median {statistics.median(dask):.2f} s  ({', '.join(f'{t:.2f}' for t in dask)})")
+    ratio = statistics.median(single) / statistics.median(dask)
+    print(f"  speed-up: {ratio:.2f}x (target >= 1.7x)")
+    measure_inside(directory, args.workers)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+"""``--engine dask`` (issue 9, items 2 and 3): the analysis through Dask equals the single-process one.
+
+Rotated sets are built from the samples (merged into one trace, then split)
+and from a synthetic capture (benchmarks/generate.py), split with ``editcap
+-c`` and with a ``tcpdump -C``-style splitter; the dask engine's tables must
+equal, table for table, those of ``pcapstate.analyze`` on the unsplit capture
+(the set's own ``file``/``file_frame`` columns aside) and on the same set
+(those columns included).  Most tests use a 2-worker cluster of threads in
+this process; one runs real worker processes, and one the command line.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import pcapstate
+
+distributed = pytest.importorskip("distributed")
+
+from pcapstate import dask_engine  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "samples"
+TABLES = ("flows", "transitions", "retransmissions", "retries", "anomalies", "packets")
+SET_COLUMNS = ("file", "file_frame", "first_file", "first_file_frame", "last_file", "last_file_frame")
+needs_wireshark_tools = pytest.mark.skipif(shutil.which("editcap") is None or shutil.which("mergecap") is None,
+                                           reason="editcap and mergecap come with tshark (tests/run.sh installs it)")
+
+
+@pytest.fixture(scope="module")
+def client():
+    """Two single-threaded workers as threads of this process (fast to start)."""
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                       dashboard_address=None, silence_logs=40)
+    with distributed.Client(cluster) as c:
+        yield c
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory) -> Path:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import generate
+    finally:
+        sys.path.pop(0)
+    path = tmp_path_factory.mktemp("synthetic") / "synth-300.pcap"
+    generate.write_pcap(str(path), generate.generate(300))
+    return path
+
+
+def split_records(source: Path, directory: Path, per_file: int, name: str = "cap.pcap") -> list[Path]:
+    """``tcpdump -C``-style rotation of a classic pcap: cap.pcap, cap.pcap1, … with ``per_file`` records each."""
+    data = source.read_bytes()
+    order = "<" if struct.unpack("<I", data[:4])[0] in (0xA1B2C3D4, 0xA1B23C4D) else ">"
+    records, pos = [], 24
+    while pos + 16 <= len(data):
+        length = struct.unpack_from(order + "I", data, pos + 8)[0]
+        records.append(data[pos:pos + 16 + length])
+        pos += 16 + length
+    directory.mkdir(parents=True, exist_ok=True)
+    files = []
+    for index, start in enumerate(range(0, len(records), per_file)):
+        path = directory / (name if index == 0 else f"{name}{index}")
+        path.write_bytes(data[:24] + b"".join(records[start:start + per_file]))
+        files.append(path)
+    return files
+
+
+def editcap(source: Path, directory: Path, *how: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["editcap", *how, str(source), str(directory / "part.pcap")], check=True, capture_output=True)
+    return directory
+
+
+def without_set_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.drop(columns=[c for c in frame.columns if c in SET_COLUMNS])
+
+
+def assert_equal(got, want, set_columns: bool = True) -> None:
+    for name in TABLES:
+        g, w = getattr(got, name), getattr(want, name)
+        if not set_columns:
+            g, w = without_set_columns(g), without_set_columns(w)
+        pd.testing.assert_frame_equal(g, w, obj=name)
+
+
+# --- synthetic captures ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("partitions", [1, 2, 5])
+def test_editcap_split_synthetic_equals_unsplit(client, synthetic, tmp_path, partitions):
+    if shutil.which("editcap") is None:
+        directory = tmp_path / "set"
+        split_records(synthetic, directory, 700)
+    else:
+        directory = editcap(synthetic, tmp_path / "set", "-c", "700")
+    assert len(list(directory.iterdir())) >= 5
+    got = dask_engine.analyze(str(directory), client=client, partitions=partitions)
+    assert got.is_set and len(got.flows) >= 300
+    assert_equal(got, pcapstate.analyze(synthetic), set_columns=False)
+    assert_equal(got, pcapstate.analyze(str(directory)))  # file and file_frame too
+    assert got.warnings == pcapstate.analyze(str(directory)).warnings
+    stats = dask_engine.last_stats
+    assert stats.partitions == partitions and sum(stats.partition_packets) == len(got.table)
+
+
+def test_rotated_synthetic_glob_and_list(client, synthetic, tmp_path):
+    files = split_records(synthetic, tmp_path / "rot", 333)
+    want = pcapstate.analyze(synthetic)
+    got = dask_engine.analyze(str(tmp_path / "rot" / "cap.pcap*"), client=client, partitions=3)
+    assert_equal(got, want, set_columns=False)
+    got_list = dask_engine.analyze([str(f) for f in reversed(files)], client=client, partitions=4)
+    assert_equal(got_list, pcapstate.analyze([str(f) for f in files]))
+
+
+def test_overlapping_files(client, synthetic, tmp_path):
+    """Two files that overlap in time (every other record each): merged on the client before the shuffle."""
+    data = synthetic.read_bytes()
+    order = "<" if struct.unpack("<I", data[:4])[0] in (0xA1B2C3D4, 0xA1B23C4D) else ">"
+    records, pos = [], 24
+    while pos + 16 <= len(data):
+        length = struct.unpack_from(order + "I", data, pos + 8)[0]
+        records.append(data[pos:pos + 16 + length])
+        pos += 16 + length
+    files = [tmp_path / "a.pcap", tmp_path / "b.pcap"]
+    for index, path in enumerate(files):
+        path.write_bytes(data[:24] + b"".join(records[index::2]))
+    got = dask_engine.analyze([str(f) for f in files], client=client, partitions=3)
+    assert_equal(got, pcapstate.analyze([str(f) for f in files]))
+    # (not compared with the unsplit capture: at equal timestamps the set's merge puts the earlier file first)
+
+
+def test_one_file(client, synthetic):
+    got = dask_engine.analyze(str(synthetic), client=client, partitions=3)
+    assert not got.is_set
+    assert_equal(got, pcapstate.analyze(synthetic))
+
+
+# --- the samples -----------------------------------------------------------------------------
+
+
+@needs_wireshark_tools
+def test_samples_merged_then_rotated(client, tmp_path):
+    """Every sample in one trace (mergecap), split every 7 packets: cross-connection anomalies included."""
+    merged = tmp_path / "samples.pcap"
+    subprocess.run(["mergecap", "-F", "pcap", "-w", str(merged), *map(str, sorted(SAMPLES.glob("*.pcap")))],
+                   check=True, capture_output=True)
+    directory = editcap(merged, tmp_path / "set", "-c", "7")
+    want = pcapstate.analyze(merged)
+    got = dask_engine.analyze(str(directory), client=client, partitions=3)
+    assert_equal(got, want, set_columns=False)
+    assert_equal(got, pcapstate.analyze(str(directory)))
+    assert len(got.flows) > 20
+
+
+def test_samples_as_a_set_each_sample(client, tmp_path):
+    """The samples directory itself is a set (overlapping files, merged by time); plus a non-capture, skipped."""
+    directory = tmp_path / "samples"
+    directory.mkdir()
+    for sample in sorted(SAMPLES.glob("*.pcap")):
+        shutil.copy(sample, directory / sample.name)
+    (directory / "notes.txt").write_text("not a capture\n")
+    want = pcapstate.analyze(str(directory))
+    got = dask_engine.analyze(str(directory), client=client, partitions=4)
+    assert_equal(got, want)
+    assert got.warnings == want.warnings and any("notes.txt" in w for w in got.warnings)
+    assert "half_open_flood" in set(got.anomalies["kind"].astype(str))  # found after gathering
+
+
+def test_each_sample_alone(client):
+    for sample in sorted(SAMPLES.glob("*.pcap")):
+        assert_equal(dask_engine.analyze(str(sample), client=client, partitions=2), pcapstate.analyze(sample))
+
+
+# --- real processes, the command line --------------------------------------------------------
+
+
+def test_worker_processes(synthetic, tmp_path):
+    files = split_records(synthetic, tmp_path / "rot", 1000)
+    with dask_engine.connect(workers=2, processes=True) as c:
+        got = dask_engine.analyze([str(f) for f in files], client=c)
+        assert len(c.scheduler_info()["workers"]) == 2
+    assert dask_engine.last_stats.partitions == 2
+    assert_equal(got, pcapstate.analyze(synthetic), set_columns=False)
+    assert dask_engine.last_stats.shuffle_bytes > 0  # parts cut on one worker were replayed on the other
+
+
+def test_cli_engine_dask_json_is_identical(synthetic, tmp_path):
+    files = split_records(synthetic, tmp_path / "rot", 1500)
+
+    def run(*extra):
+        done = subprocess.run([sys.executable, "-m", "pcapstate", "analyze", *map(str, files), "--format", "json",
+                               *extra], capture_output=True, text=True, cwd=ROOT)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    single, dask = run(), run("--engine", "dask")
+    assert dask == single
+    assert len(json.loads(dask)["flows"]) >= 300
+
+
+def test_dask_is_not_imported_by_the_cli():
+    done = subprocess.run([sys.executable, "-c", "import sys; from pcapstate import cli; "
+                           "print(any(m.split('.')[0] in ('dask', 'distributed') for m in sys.modules))"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.stdout.strip() == "False", done.stderr
