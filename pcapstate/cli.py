@@ -140,19 +140,9 @@ def analyze(captures: tuple[str, ...], decoder: str, flow_id: int | None, timeli
 
     if engine == "dask" or scheduler is not None:
         analysis = _analyze_dask(captures, decoder, scheduler, time_wait, thresholds)
-        capture = analysis.table.source
-        for message in analysis.warnings:
-            click.echo(f"pcapstate: warning: {capture}: {message}", err=True)
-        _check_flow(capture, analysis, flow_id)
-        if fmt != "table":
-            names = ("flows", "transitions", "retransmissions", "retries", "anomalies")
-            _write_tables(fmt, _tables(analysis, names, flow_id), output, capture)
-            return
-        with _output(output) as out:
-            _write_lines(out, _analyze_text(analysis, flow_id, timeline, show_all))
+        _report_analysis(analysis, analysis.warnings, flow_id, timeline, fmt, output, show_all)
         return
     table = load(captures, decoder)
-    capture = table.source
     already_warned = len(table.stats.warnings)
     progress = Progress(_input_size(captures))
     progress.status(f"replaying {len(table):,} packets from both endpoints")
@@ -161,7 +151,14 @@ def analyze(captures: tuple[str, ...], decoder: str, flow_id: int | None, timeli
         analysis.flows  # noqa: B018  (built here, under the status line)
     finally:
         progress.done()
-    for message in analysis.warnings[already_warned:]:
+    _report_analysis(analysis, analysis.warnings[already_warned:], flow_id, timeline, fmt, output, show_all)
+
+
+def _report_analysis(analysis, warnings: list[str], flow_id: int | None, timeline: bool, fmt: str,
+                     output: str | None, show_all: bool) -> None:
+    """``analyze``'s output, whichever engine made ``analysis``: warnings, then the tables or the text."""
+    capture = analysis.table.source
+    for message in warnings:
         click.echo(f"pcapstate: warning: {capture}: {message}", err=True)
     _check_flow(capture, analysis, flow_id)
     if fmt != "table":

@@ -10,7 +10,6 @@ with ``file`` and ``file_frame`` saying where each frame is.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 import shutil
@@ -28,6 +27,8 @@ import pcapstate
 from pcapstate.decode import read_capture
 from pcapstate.decode.capture_set import expand, natural_key
 from pcapstate.errors import NotACaptureError, PcapstateError
+from synthetic import pcap_records as records_of
+from synthetic import write_synthetic
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "samples"
@@ -64,12 +65,7 @@ def pcap_records(path: Path) -> tuple[bytes, list[bytes], str]:
     """A classic pcap's file header, its records (header and data each), and its byte order."""
     data = path.read_bytes()
     order = "<" if struct.unpack("<I", data[:4])[0] in (0xA1B2C3D4, 0xA1B23C4D) else ">"
-    records, pos = [], 24
-    while pos + 16 <= len(data):
-        length = struct.unpack_from(order + "I", data, pos + 8)[0]
-        records.append(data[pos:pos + 16 + length])
-        pos += 16 + length
-    return data[:24], records, order
+    return data[:24], records_of(data), order
 
 
 def split_like_tcpdump_C(source: Path, directory: Path, per_file: int, name: str = "cap.pcap") -> list[Path]:
@@ -127,12 +123,7 @@ def in_time_order(analysis) -> bool:
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory) -> Path:
     """benchmarks/generate.py's capture of 300 connections (6,744 packets over 63 s, every kind of flow)."""
-    spec = importlib.util.spec_from_file_location("generate", REPO / "benchmarks" / "generate.py")
-    generate = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(generate)
-    path = tmp_path_factory.mktemp("synthetic") / "synth-300.pcap"
-    generate.write_pcap(path, generate.generate(300))
-    return path
+    return write_synthetic(tmp_path_factory.mktemp("synthetic") / "synth-300.pcap", 300)
 
 
 # --- a rotated set is the capture it was split from ------------------------------------------

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +24,7 @@ import pcapstate
 distributed = pytest.importorskip("distributed")
 
 from pcapstate import dask_engine  # noqa: E402
+from synthetic import pcap_records, write_synthetic  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
@@ -46,25 +46,13 @@ def client():
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory) -> Path:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import generate
-    finally:
-        sys.path.pop(0)
-    path = tmp_path_factory.mktemp("synthetic") / "synth-300.pcap"
-    generate.write_pcap(str(path), generate.generate(300))
-    return path
+    return write_synthetic(tmp_path_factory.mktemp("synthetic") / "synth-300.pcap", 300)
 
 
 def split_records(source: Path, directory: Path, per_file: int, name: str = "cap.pcap") -> list[Path]:
     """``tcpdump -C``-style rotation of a classic pcap: cap.pcap, cap.pcap1, … with ``per_file`` records each."""
     data = source.read_bytes()
-    order = "<" if struct.unpack("<I", data[:4])[0] in (0xA1B2C3D4, 0xA1B23C4D) else ">"
-    records, pos = [], 24
-    while pos + 16 <= len(data):
-        length = struct.unpack_from(order + "I", data, pos + 8)[0]
-        records.append(data[pos:pos + 16 + length])
-        pos += 16 + length
+    records = pcap_records(data)
     directory.mkdir(parents=True, exist_ok=True)
     files = []
     for index, start in enumerate(range(0, len(records), per_file)):
@@ -124,12 +112,7 @@ def test_rotated_synthetic_glob_and_list(client, synthetic, tmp_path):
 def test_overlapping_files(client, synthetic, tmp_path):
     """Two files that overlap in time (every other record each): merged on the client before the shuffle."""
     data = synthetic.read_bytes()
-    order = "<" if struct.unpack("<I", data[:4])[0] in (0xA1B2C3D4, 0xA1B23C4D) else ">"
-    records, pos = [], 24
-    while pos + 16 <= len(data):
-        length = struct.unpack_from(order + "I", data, pos + 8)[0]
-        records.append(data[pos:pos + 16 + length])
-        pos += 16 + length
+    records = pcap_records(data)
     files = [tmp_path / "a.pcap", tmp_path / "b.pcap"]
     for index, path in enumerate(files):
         path.write_bytes(data[:24] + b"".join(records[index::2]))

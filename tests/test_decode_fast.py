@@ -10,7 +10,6 @@ Python selves (what ``PCAPSTATE_NO_JIT=1`` runs).
 """
 from __future__ import annotations
 
-import importlib.util
 import random
 import struct
 from pathlib import Path
@@ -21,6 +20,7 @@ import pytest
 from pcapstate import jit
 from pcapstate.decode import _load, decode_bytes, fast, fast_layers, fast_records, read_capture
 from pcapstate.table import DecodeStats
+from synthetic import write_synthetic
 from test_decode_tshark import AGREE, DPKT_DIFFERS, T0, UDP, ether, ipv4, ipv6, pcap, tcp
 
 REPO = Path(__file__).resolve().parents[1]
@@ -91,12 +91,7 @@ def test_most_real_records_take_the_compiled_path():
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory) -> Path:
     """benchmarks/generate.py's capture of 300 connections."""
-    spec = importlib.util.spec_from_file_location("generate", REPO / "benchmarks" / "generate.py")
-    generate = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(generate)
-    path = tmp_path_factory.mktemp("synth") / "synth.pcap"
-    generate.write_pcap(path, generate.generate(300))
-    return path
+    return write_synthetic(tmp_path_factory.mktemp("synth") / "synth.pcap", 300)
 
 
 def test_benchmark_generator_output(synth):

@@ -7,7 +7,6 @@ JSON contract says (:mod:`pcapstate.report.jsonout`).
 """
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import math
@@ -21,6 +20,7 @@ import pytest
 import pcapstate
 from pcapstate.report import json_rows
 from pcapstate.report.jsonout import table_json, write_table
+from synthetic import write_synthetic
 
 REPO = Path(__file__).resolve().parent.parent
 ZEEK = REPO.parent / "shared" / "conformance" / "zeek" / "traces"
@@ -43,12 +43,7 @@ def microsecond_captures() -> list[Path]:
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory) -> Path:
     """benchmarks/generate.py's capture of 2,000 connections (every kind of flow and finding)."""
-    spec = importlib.util.spec_from_file_location("generate", REPO / "benchmarks" / "generate.py")
-    generate = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(generate)
-    path = tmp_path_factory.mktemp("synth") / "synth.pcap"
-    generate.write_pcap(path, generate.generate(2000))
-    return path
+    return write_synthetic(tmp_path_factory.mktemp("synth") / "synth.pcap", 2000)
 
 
 def test_every_table_of_every_sample_zeek_trace_and_synthetic_capture_is_pandas_bytes(synth):

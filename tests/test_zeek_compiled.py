@@ -11,7 +11,6 @@ Zeek pass differs between the two.
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import pickle
 import subprocess
@@ -22,6 +21,7 @@ import numpy as np
 import pytest
 
 from builder import Talk
+from synthetic import write_synthetic
 from pcapstate import jit
 from pcapstate.analysis import analyze
 from pcapstate.zeek import HISTORY_ROOM, LIKELY_SERVER_PORTS, packet_matrix, port_mask, zeek_summary
@@ -49,12 +49,7 @@ with open(sys.argv[2], "wb") as handle:
 
 def synthetic_capture(directory: Path) -> Path:
     """300 connections of the benchmark generator's mix."""
-    spec = importlib.util.spec_from_file_location("generate", ROOT / "benchmarks" / "generate.py")
-    generate = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(generate)
-    path = directory / "synth-300.pcap"
-    generate.write_pcap(path, generate.generate(300))
-    return path
+    return write_synthetic(directory / "synth-300.pcap", 300)
 
 
 def long_history_capture(directory: Path) -> Path:
