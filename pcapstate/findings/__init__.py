@@ -28,7 +28,7 @@ def compute(tracking, names: list[tuple[str, str]], thresholds: Thresholds = Thr
     """
     result, table, packets = tracking.result, tracking.table, tracking.packets
     retx = classify(packets, tracking.conversations.order, result.rows, table["window"], len(result.connections))
-    chains = build_chains(packets, result.rows, retx)
+    chains = build_chains(packets, tracking.conversations.order, result.rows, retx)
     context = Context(packets, result.rows, result.connections, result.endpoints, result.transitions,
                       retx.flags, chains, names, table["frame"], tracking.capture_end_ns, thresholds)
     return Findings(retx, chains, find_anomalies(context))

@@ -1,9 +1,12 @@
 """Anomaly flags: what is wrong (or unusual) with each connection, in one plain sentence.
 
 Every detector reads the replay's columns, the retransmission classes and the
-retry chains, and appends rows ``(flow, kind, endpoint, row, ts, detail)``;
-``flow`` is -1 for capture-wide findings.  :class:`Kind` lists the kinds worst
-first, the order reports use.  Thresholds are fields of :class:`Thresholds`.
+retry chains, selects its findings with whole-array operations (compiled or
+numpy; no Python loop over packets, transitions or connections), and yields
+them as one batch of columns ``(flow, kind, endpoint, row, ts, detail)``; only
+the sentences are written one by one, for the findings reported.  ``flow`` is
+-1 for capture-wide findings.  :class:`Kind` lists the kinds worst first, the
+order reports use.  Thresholds are fields of :class:`Thresholds`.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import numpy as np
 from pcapstate import replay as rp
 from pcapstate.findings.backoff import Chains
 from pcapstate.findings.retransmissions import Analysis as Marks, SegmentKind
+from pcapstate.jit import njit
 from pcapstate.states import SIDE_NAMES, Note, State
 
 
@@ -58,16 +62,28 @@ class Thresholds:
 
 @dataclass
 class Found:
-    flow: list[int] = field(default_factory=list)
-    kind: list[int] = field(default_factory=list)
-    endpoint: list[int] = field(default_factory=list)  # 0 client, 1 server, -1 none
-    row: list[int] = field(default_factory=list)
-    ts: list[int] = field(default_factory=list)
-    detail: list[str] = field(default_factory=list)
+    """The findings as columns, in the order the detectors found them."""
 
-    def add(self, flow: int, kind: Kind, endpoint: int, row: int, ts: int, detail: str) -> None:
-        self.flow.append(int(flow)), self.kind.append(int(kind)), self.endpoint.append(int(endpoint))
-        self.row.append(int(row)), self.ts.append(int(ts)), self.detail.append(detail)
+    flow: np.ndarray  # int64; -1 for capture-wide findings
+    kind: np.ndarray  # int64 Kind
+    endpoint: np.ndarray  # int64: 0 client, 1 server, -1 none
+    row: np.ndarray  # int64 packet-table row (-1: none)
+    ts: np.ndarray  # int64 nanoseconds
+    detail: list[str]
+
+
+def _batch(kind, flow, endpoint, row, ts, detail: list[str]) -> Found:
+    """One detector's findings as a :class:`Found`; a scalar argument holds for every finding."""
+    def column(values) -> np.ndarray:
+        return np.broadcast_to(np.asarray(values, dtype=np.int64), (len(detail),))
+
+    return Found(column(flow), column(kind), column(endpoint), column(row), column(ts), detail)
+
+
+def _concatenate(batches: list[Found]) -> Found:
+    columns = [np.concatenate([getattr(b, name) for b in batches] or [np.zeros(0, dtype=np.int64)])
+               for name in ("flow", "kind", "endpoint", "row", "ts")]
+    return Found(*columns, [text for b in batches for text in b.detail])
 
 
 @dataclass
@@ -90,111 +106,167 @@ class Context:
     def name(self, flow: int, side: int) -> str:
         return f"{SIDE_NAMES[side]} {self.names[flow][side]}"
 
+    def time(self, rows) -> np.ndarray:
+        """The timestamps of packet-table ``rows``."""
+        return self.pk[rows, rp.PK_TS]
+
+    def flagged(self, mask: int, value: int) -> np.ndarray:
+        """The rows (ascending) whose flags, masked with ``mask``, are ``value``."""
+        return _flagged(self.pk, mask, value)
+
     @cached_property
-    def chain_of(self) -> dict[tuple[int, int, int], int]:
-        """(flow, side, segment kind) -> the first chain of that kind."""
-        index: dict[tuple[int, int, int], int] = {}
-        for i, key in enumerate(zip(self.chains.flow.tolist(), self.chains.side.tolist(), self.chains.kind.tolist())):
-            index.setdefault(key, i)
-        return index
+    def entered(self) -> np.ndarray:
+        """Per transition, the state it leads to (a contiguous copy: several detectors scan it)."""
+        return np.ascontiguousarray(self.trans[:, rp.T_TO])
+
+    @cached_property
+    def _first_chain_index(self) -> tuple[np.ndarray, np.ndarray]:
+        """Sorted (flow, side, segment kind) keys of the chains, and the first chain of each."""
+        keys, first = np.unique(_chain_key(self.chains.flow, self.chains.side, self.chains.kind), return_index=True)
+        return keys, first
+
+    def first_chain(self, flows: np.ndarray, sides, kind: SegmentKind) -> np.ndarray:
+        """Per flow, the first chain of ``kind`` the endpoint ``sides`` sent (-1: none; a single send)."""
+        keys, first = self._first_chain_index
+        wanted = _chain_key(flows, sides, int(kind))
+        if not len(keys):
+            return np.full(len(wanted), -1, dtype=np.int64)
+        at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+        return np.where(keys[at] == wanted, first[at], -1)
 
     def first_sent(self, side: int, flags: int) -> np.ndarray:
         """Per flow, the first row the endpoint ``side`` sent with exactly ``flags`` among SYN/ACK/FIN/RST (-1)."""
         key = (side, flags)
         if key not in self._first_sent:
-            mine = np.flatnonzero((self.rows[:, rp.R_SIDE] == side)
-                                  & ((self.pk[:, rp.PK_FLAGS] & (rp.SYN | rp.ACK | rp.FIN | rp.RST)) == flags))
-            mine = mine[np.lexsort((self.pk[mine, rp.PK_TS], self.rows[mine, rp.R_CONN]))]
-            first = np.full(len(self.conn), -1, dtype=np.int64)
-            flows = self.rows[mine, rp.R_CONN]
-            starts = np.ones(len(mine), dtype=bool)
-            starts[1:] = flows[1:] != flows[:-1]
-            first[flows[starts]] = mine[starts]
-            self._first_sent[key] = first
+            self._first_sent[key] = _first_sent(self.pk, self.rows, side, flags, len(self.conn))
         return self._first_sent[key]
 
     @cached_property
     def next_of_endpoint(self) -> np.ndarray:
         """Per transition, the index of the same endpoint's next transition (-1: none)."""
-        t = self.trans
-        order = np.lexsort((np.arange(len(t)), t[:, rp.T_SIDE], t[:, rp.T_CONN]))
-        nxt = np.full(len(t), -1, dtype=np.int64)
-        same = (t[order[1:], rp.T_CONN] == t[order[:-1], rp.T_CONN]) & \
-            (t[order[1:], rp.T_SIDE] == t[order[:-1], rp.T_SIDE])
-        nxt[order[:-1][same]] = order[1:][same]
-        return nxt
+        return _next_of_endpoint(self.trans, len(self.ends))
 
-    @cached_property
-    def sent_transitions(self) -> dict[tuple[int, int, int], int]:
-        """(flow, side, row) -> the state the endpoint's own packet at ``row`` took it to (the last of them)."""
-        t = self.trans
-        sent = np.flatnonzero(t[:, rp.T_CAUSE] == rp.CAUSE_SENT)
-        return {(int(t[i, rp.T_CONN]), int(t[i, rp.T_SIDE]), int(t[i, rp.T_ROW])): int(t[i, rp.T_TO]) for i in sent}
+
+def _chain_key(flows, sides, kinds):
+    return (2 * np.asarray(flows, dtype=np.int64) + sides) * len(SegmentKind) + kinds
+
+
+@njit
+def _next_of_endpoint(trans: np.ndarray, n_endpoints: int) -> np.ndarray:
+    """One backward pass: each transition's successor is the one seen last from the same endpoint."""
+    following = np.full(trans.shape[0], -1, dtype=np.int64)
+    seen = np.full(n_endpoints, -1, dtype=np.int64)
+    for i in range(trans.shape[0] - 1, -1, -1):
+        endpoint = 2 * trans[i, rp.T_CONN] + trans[i, rp.T_SIDE]
+        following[i] = seen[endpoint]
+        seen[endpoint] = i
+    return following
+
+
+@njit
+def _flagged(pk: np.ndarray, mask: int, value: int) -> np.ndarray:
+    """:meth:`Context.flagged`, one pass instead of a temporary array per operation over all packets."""
+    out = np.empty(pk.shape[0], dtype=np.int64)
+    count = 0
+    for row in range(pk.shape[0]):
+        if pk[row, rp.PK_FLAGS] & mask == value:
+            out[count] = row
+            count += 1
+    return out[:count]
+
+
+@njit
+def _first_sent(pk: np.ndarray, rows: np.ndarray, side: int, flags: int, n_flows: int) -> np.ndarray:
+    """:meth:`Context.first_sent`: the earliest such row of each flow (the first in the file among equal times)."""
+    first = np.full(n_flows, -1, dtype=np.int64)
+    for row in range(pk.shape[0]):
+        if rows[row, rp.R_SIDE] == side and pk[row, rp.PK_FLAGS] & (rp.SYN | rp.ACK | rp.FIN | rp.RST) == flags:
+            flow = rows[row, rp.R_CONN]
+            if first[flow] < 0 or pk[row, rp.PK_TS] < pk[first[flow], rp.PK_TS]:
+                first[flow] = row
+    return first
+
+
+def _state_names(states) -> list[str]:
+    return [_STATE_NAME[state] for state in np.asarray(states).tolist()]
+
+
+_STATE_NAME = {int(s): s.name for s in State}
 
 
 def find_anomalies(ctx: Context) -> Found:
-    found = Found()
+    batches = []
     for detector in (_handshake_failures, _flood, _close_problems, _stuck, _resets, _marked_rows,
                      _zero_windows, _simultaneous, _capture_edges, _port_reuse):
-        detector(ctx, found)
-    return found
+        batches.extend(detector(ctx))
+    return _concatenate(batches)
 
 
 # --- the opening ------------------------------------------------------------------
 
 
-def _handshake_failures(ctx: Context, found: Found) -> None:
-    conn, ends = ctx.conn, ctx.ends
+def _handshake_failures(ctx: Context):
+    conn, ends, time = ctx.conn, ctx.ends, ctx.time
     seen = conn[:, rp.C_SEEN]
     client, server = ends[0::2, rp.E_STATE], ends[1::2, rp.E_STATE]
-    unanswered = (seen & rp.SEEN_SYN != 0) & (seen & rp.SEEN_SYN_ACK == 0) & (client == State.SYN_SENT)
-    for flow in np.flatnonzero(unanswered).tolist():
-        first = int(conn[flow, rp.C_FIRST_ROW])
-        found.add(flow, Kind.syn_unanswered, 0, first, ctx.pk[first, rp.PK_TS],
-                  f"{ctx.name(flow, 0)} sent {_sends(ctx, flow, 0, SegmentKind.SYN)} to "
-                  f"{ctx.names[flow][1]} and nothing came back: the SYN or its answer is dropped "
-                  f"(firewall, dead host) or nothing is there")
-    synack = ctx.first_sent(1, rp.SYN | rp.ACK)
-    for flow in np.flatnonzero(server == State.SYN_RCVD).tolist():
-        row = int(synack[flow])
-        found.add(flow, Kind.synack_unanswered, 1, row, ctx.pk[row, rp.PK_TS] if row >= 0 else 0,
-                  f"{ctx.name(flow, 1)} sent {_sends(ctx, flow, 1, SegmentKind.SYN_ACK)} and no ACK "
-                  f"completed the handshake: a half-open connection (SYN_RCVD)")
+    unanswered = np.flatnonzero((seen & rp.SEEN_SYN != 0) & (seen & rp.SEEN_SYN_ACK == 0) & (client == State.SYN_SENT))
+    first = conn[unanswered, rp.C_FIRST_ROW]
+    yield _batch(Kind.syn_unanswered, unanswered, 0, first, time(first), [
+        f"{ctx.name(flow, 0)} sent {sends} to {ctx.names[flow][1]} and nothing came back: the SYN or its answer "
+        f"is dropped (firewall, dead host) or nothing is there"
+        for flow, sends in zip(unanswered.tolist(), _sends(ctx, unanswered, 0, SegmentKind.SYN))])
+    half_open = np.flatnonzero(server == State.SYN_RCVD)
+    synack = ctx.first_sent(1, rp.SYN | rp.ACK)[half_open]
+    yield _batch(Kind.synack_unanswered, half_open, 1, synack, np.where(synack >= 0, time(synack), 0), [
+        f"{ctx.name(flow, 1)} sent {sends} and no ACK completed the handshake: a half-open connection (SYN_RCVD)"
+        for flow, sends in zip(half_open.tolist(), _sends(ctx, half_open, 1, SegmentKind.SYN_ACK))])
     refused = np.flatnonzero(ctx.rows[:, rp.R_NOTE_RECEIVER] == Note.REFUSED)
-    for row in refused:
-        flow = int(ctx.rows[row, rp.R_CONN])
-        first = int(conn[flow, rp.C_FIRST_ROW])
-        delay = (ctx.pk[row, rp.PK_TS] - ctx.pk[first, rp.PK_TS]) / 1e9
-        found.add(flow, Kind.connection_refused, 0, row, ctx.pk[row, rp.PK_TS],
-                  f"{ctx.name(flow, 0)}'s SYN was answered by RST {_seconds(delay)} later: nothing listens "
-                  f"on {ctx.names[flow][1]} (connection refused)")
+    flows = ctx.rows[refused, rp.R_CONN]
+    delay = (time(refused) - time(conn[flows, rp.C_FIRST_ROW])) / 1e9
+    yield _batch(Kind.connection_refused, flows, 0, refused, time(refused), [
+        f"{ctx.name(flow, 0)}'s SYN was answered by RST {_seconds(seconds)} later: nothing listens "
+        f"on {ctx.names[flow][1]} (connection refused)"
+        for flow, seconds in zip(flows.tolist(), delay.tolist())])
 
 
-def _sends(ctx: Context, flow: int, side: int, kind: SegmentKind) -> str:
-    """'6 SYNs over 17.1 s (intervals 1.0, 1.0, 1.0, 2.0, 4.1 s: linear-then-doubling)' or '1 SYN'."""
-    label = {SegmentKind.SYN: "SYN", SegmentKind.SYN_ACK: "SYN-ACK", SegmentKind.FIN: "FIN"}[kind]
+_SEGMENT_LABEL = {SegmentKind.SYN: "SYN", SegmentKind.SYN_ACK: "SYN-ACK", SegmentKind.FIN: "FIN"}
+
+
+def _sends(ctx: Context, flows: np.ndarray, sides, kind: SegmentKind) -> list[str]:
+    """Per flow, '6 SYNs over 17.1 s (intervals 1.0, 1.0, 1.0, 2.0, 4.1 s: linear-then-doubling)' or '1 SYN'.
+
+    The first chain of ``kind`` from the endpoint ``sides`` (one side, or one per flow) tells.
+    """
+    label = _SEGMENT_LABEL[kind]
     chains = ctx.chains
-    i = ctx.chain_of.get((flow, side, int(kind)))
-    if i is not None:
-        members = chains.rows[i]
-        span = (ctx.pk[members[-1], rp.PK_TS] - ctx.pk[members[0], rp.PK_TS]) / 1e9
-        gaps = ", ".join(f"{g:.2f}" for g in chains.intervals[i])
-        return f"{len(members)} {label}s over {span:.2f} s (intervals {gaps} s: {chains.pattern[i]})"
-    return f"1 {label}"
+    index = ctx.first_chain(flows, sides, kind)
+    known = index[index >= 0]
+    members = chains.rows
+    sends = members.lengths[known].tolist()
+    span = ((ctx.time(members.lasts[known]) - ctx.time(members.firsts[known])) / 1e9).tolist()
+    described = {i: f"{count} {label}s over {seconds:.2f} s (intervals {_gaps(chains.intervals[i])} s: "
+                    f"{chains.pattern[i]})"
+                 for i, count, seconds in zip(known.tolist(), sends, span)}
+    return [described.get(i, f"1 {label}") for i in index.tolist()]
 
 
-def _flood(ctx: Context, found: Found) -> None:
+def _gaps(seconds: list[float]) -> str:
+    return ", ".join(map("{:.2f}".format, seconds))
+
+
+def _flood(ctx: Context):
     """Many half-open connections to one service from many sources within a window."""
     t = ctx.thresholds
     half_open = np.flatnonzero(ctx.ends[1::2, rp.E_STATE] == State.SYN_RCVD)
-    by_service: dict[str, list[int]] = {}
-    for flow in half_open:
-        by_service.setdefault(ctx.names[flow][1], []).append(int(flow))
+    opened = ctx.time(ctx.conn[half_open, rp.C_FIRST_ROW])
+    by_service: dict[str, list[int]] = {}  # positions in half_open, services in order of first appearance
+    for position, flow in enumerate(half_open.tolist()):
+        by_service.setdefault(ctx.names[flow][1], []).append(position)
     window = int(t.flood_window * 1e9)
-    for service, flows in by_service.items():
-        starts = np.array([ctx.pk[ctx.conn[f, rp.C_FIRST_ROW], rp.PK_TS] for f in flows])
+    for service, positions in by_service.items():
+        starts, flows = opened[positions], half_open[positions]
         order = np.argsort(starts, kind="stable")
-        starts, flows = starts[order], [flows[i] for i in order]
+        starts, flows = starts[order], flows[order].tolist()
         ends = np.searchsorted(starts, starts + window, side="right")
         best = int(np.argmax(ends - np.arange(len(starts))))
         members = flows[best:ends[best]]
@@ -202,31 +274,43 @@ def _flood(ctx: Context, found: Found) -> None:
         if len(members) >= t.flood_connections and len(sources) >= t.flood_sources:
             span = (starts[ends[best] - 1] - starts[best]) / 1e9
             first_row = int(ctx.conn[members[0], rp.C_FIRST_ROW])
-            found.add(-1, Kind.half_open_flood, 1, first_row, starts[best],
-                      f"{len(members)} half-open connections to {service} from {len(sources)} sources within "
-                      f"{_seconds(span)} (flows {_list(members)}): a SYN flood, if the sources never answer the SYN-ACK")
+            yield _batch(Kind.half_open_flood, -1, 1, first_row, starts[best], [
+                f"{len(members)} half-open connections to {service} from {len(sources)} sources within "
+                f"{_seconds(span)} (flows {_list(members)}): a SYN flood, if the sources never answer the SYN-ACK"])
 
 
 # --- the closing ------------------------------------------------------------------
 
 
-def _close_problems(ctx: Context, found: Found) -> None:
+def _close_problems(ctx: Context):
     chains = ctx.chains
-    for i in np.flatnonzero((chains.kind == SegmentKind.FIN) & (chains.answer_row < 0)):
-        flow, side, first = int(chains.flow[i]), int(chains.side[i]), int(chains.rows[i][0])
-        state = _state_after_sending(ctx, flow, side, first)
-        kind = Kind.last_ack_unacked if state == State.LAST_ACK else Kind.fin_unacked
-        peer = State(int(ctx.ends[2 * flow + 1 - side, rp.E_STATE])).name
-        found.add(flow, kind, side, first, ctx.pk[first, rp.PK_TS],
-                  f"{ctx.name(flow, side)} in {State(state).name} sent {_sends(ctx, flow, side, SegmentKind.FIN)}, "
-                  f"never acknowledged: its FIN is lost on the way (the peer is {peer} as far as the capture shows)")
+    lost = np.flatnonzero((chains.kind == SegmentKind.FIN) & (chains.answer_row < 0))
+    flows, sides, first = chains.flow[lost], chains.side[lost], chains.rows.firsts[lost]
+    states = _states_after_sending(ctx, flows, sides, first)
+    peers = _state_names(ctx.ends[2 * flows + 1 - sides, rp.E_STATE])
+    yield _batch(np.where(states == State.LAST_ACK, Kind.last_ack_unacked, Kind.fin_unacked),
+                 flows, sides, first, ctx.time(first), [
+        f"{ctx.name(flow, side)} in {state} sent {sends}, never acknowledged: its FIN is lost on the way "
+        f"(the peer is {peer} as far as the capture shows)"
+        for flow, side, state, sends, peer in zip(flows.tolist(), sides.tolist(), _state_names(states),
+                                                  _sends(ctx, flows, sides, SegmentKind.FIN), peers)])
 
 
-def _state_after_sending(ctx: Context, flow: int, side: int, row: int) -> int:
-    return ctx.sent_transitions.get((flow, side, row), int(ctx.ends[2 * flow + side, rp.E_STATE]))
+def _states_after_sending(ctx: Context, flows: np.ndarray, sides: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Per (flow, side, row), the state the endpoint's own packet at ``row`` took it to (the last such
+    transition), or the endpoint's final state when it made none there."""
+    t = ctx.trans
+    final = ctx.ends[2 * flows + sides, rp.E_STATE]
+    if not len(rows):
+        return final
+    sent = np.flatnonzero((t[:, rp.T_CAUSE] == rp.CAUSE_SENT) & np.isin(t[:, rp.T_ROW], rows))
+    to = dict(zip(zip(t[sent, rp.T_CONN].tolist(), t[sent, rp.T_SIDE].tolist(), t[sent, rp.T_ROW].tolist()),
+                  t[sent, rp.T_TO].tolist()))  # a later transition of the same packet replaces an earlier one
+    return np.array([to.get(key, state) for key, state in
+                     zip(zip(flows.tolist(), sides.tolist(), rows.tolist()), final.tolist())], dtype=np.int64)
 
 
-def _stuck(ctx: Context, found: Found) -> None:
+def _stuck(ctx: Context):
     """Endpoints still in CLOSE_WAIT or FIN_WAIT_2 when the capture ended, or that stayed ``stuck_after`` seconds.
 
     A capture file does not say when capturing stopped, only when its last
@@ -237,39 +321,45 @@ def _stuck(ctx: Context, found: Found) -> None:
     limit = int(ctx.thresholds.stuck_after * 1e9)
     for state, kind, why in ((State.CLOSE_WAIT, Kind.stuck_close_wait, "the application never called close()"),
                              (State.FIN_WAIT_2, Kind.stuck_fin_wait_2, "the peer never sent its FIN")):
-        nxt = ctx.next_of_endpoint
-        for i in np.flatnonzero(t[:, rp.T_TO] == state).tolist():
-            flow, side = int(t[i, rp.T_CONN]), int(t[i, rp.T_SIDE])
-            left = int(t[nxt[i], rp.T_TS]) if nxt[i] >= 0 else -1
-            until = left if left >= 0 else ctx.capture_end
-            if left >= 0 and until - t[i, rp.T_TS] < limit:
-                continue
-            stay = _seconds((until - t[i, rp.T_TS]) / 1e9)
-            peer_fin = state == State.FIN_WAIT_2 and ctx.ends[2 * flow + 1 - side, rp.E_FIN_END] >= 0
-            reason = "the peer's FIN (in the capture) was lost on the way" if peer_fin else why
-            text = (f"{ctx.name(flow, side)} stayed in {state.name} {stay} before leaving it" if left >= 0 else
-                    f"{ctx.name(flow, side)} was still in {state.name} at the last packet of the capture, {stay} "
-                    f"after entering it: if it stays there, {reason}")
-            found.add(flow, kind, side, t[i, rp.T_ROW], t[i, rp.T_TS], text)
-
-
-def _resets(ctx: Context, found: Found) -> None:
-    flags = ctx.pk[:, rp.PK_FLAGS]
-    resets = np.flatnonzero((flags & rp.RST != 0) & (flags & rp.SYN == 0))
-    fin_ts = _first_fin_ts(ctx)
-    for row in resets[np.argsort(ctx.pk[resets, rp.PK_TS], kind="stable")]:
-        flow, side = int(ctx.rows[row, rp.R_CONN]), int(ctx.rows[row, rp.R_SIDE])
-        if ctx.rows[row, rp.R_NOTE_RECEIVER] == Note.REFUSED or ctx.rows[row, rp.R_SENDER_BEFORE] in _UNSYNCED:
-            continue
-        ts = int(ctx.pk[row, rp.PK_TS])
-        age = (ts - ctx.pk[ctx.conn[flow, rp.C_FIRST_ROW], rp.PK_TS]) / 1e9
-        if 0 <= fin_ts[flow] < ts:
-            found.add(flow, Kind.rst_after_fin, side, row, ts,
-                      f"{ctx.name(flow, side)} sent RST after the connection had begun closing with FIN")
+        entered = np.flatnonzero(ctx.entered == state)
+        following = ctx.next_of_endpoint[entered]
+        left = np.where(following >= 0, t[following, rp.T_TS], -1)
+        until = np.where(left >= 0, left, ctx.capture_end)
+        stayed = until - t[entered, rp.T_TS]
+        reported = (left < 0) | (stayed >= limit)  # still there at the end, or left only after the limit
+        entered, left, stayed = entered[reported], left[reported], stayed[reported]
+        flows, sides = t[entered, rp.T_CONN], t[entered, rp.T_SIDE]
+        if state == State.FIN_WAIT_2:
+            peer_fin = ctx.ends[2 * flows + 1 - sides, rp.E_FIN_END] >= 0
         else:
-            found.add(flow, Kind.rst_midstream, side, row, ts,
-                      f"{ctx.name(flow, side)} reset the open connection {_seconds(age)} after it began, "
-                      f"without a FIN: an abort (unread data at close, a crash, or a middlebox)")
+            peer_fin = np.zeros(len(entered), dtype=bool)
+        texts = []
+        for flow, side, gone, stay, fin_lost in zip(flows.tolist(), sides.tolist(), left.tolist(),
+                                                    (stayed / 1e9).tolist(), peer_fin.tolist()):
+            if gone >= 0:
+                texts.append(f"{ctx.name(flow, side)} stayed in {state.name} {_seconds(stay)} before leaving it")
+            else:
+                reason = "the peer's FIN (in the capture) was lost on the way" if fin_lost else why
+                texts.append(f"{ctx.name(flow, side)} was still in {state.name} at the last packet of the capture, "
+                             f"{_seconds(stay)} after entering it: if it stays there, {reason}")
+        yield _batch(kind, flows, sides, t[entered, rp.T_ROW], t[entered, rp.T_TS], texts)
+
+
+def _resets(ctx: Context):
+    resets = ctx.flagged(rp.RST | rp.SYN, rp.RST)
+    resets = resets[np.argsort(ctx.time(resets), kind="stable")]
+    refused = ctx.rows[resets, rp.R_NOTE_RECEIVER] == Note.REFUSED
+    unsynced = np.isin(ctx.rows[resets, rp.R_SENDER_BEFORE], _UNSYNCED)
+    resets = resets[~(refused | unsynced)]
+    flows, sides, ts = ctx.rows[resets, rp.R_CONN], ctx.rows[resets, rp.R_SIDE], ctx.time(resets)
+    age = (ts - ctx.time(ctx.conn[flows, rp.C_FIRST_ROW])) / 1e9
+    fin_ts = _first_fin_ts(ctx)[flows]
+    after_fin = (0 <= fin_ts) & (fin_ts < ts)
+    yield _batch(np.where(after_fin, Kind.rst_after_fin, Kind.rst_midstream), flows, sides, resets, ts, [
+        f"{ctx.name(flow, side)} sent RST after the connection had begun closing with FIN" if closing else
+        f"{ctx.name(flow, side)} reset the open connection {_seconds(seconds)} after it began, "
+        f"without a FIN: an abort (unread data at close, a crash, or a middlebox)"
+        for flow, side, seconds, closing in zip(flows.tolist(), sides.tolist(), age.tolist(), after_fin.tolist())])
 
 
 _UNSYNCED = (int(State.CLOSED), int(State.LISTEN), int(State.SYN_SENT))
@@ -278,8 +368,8 @@ _UNSYNCED = (int(State.CLOSED), int(State.LISTEN), int(State.SYN_SENT))
 def _first_fin_ts(ctx: Context) -> np.ndarray:
     never = np.iinfo(np.int64).max
     first = np.full(len(ctx.conn), never, dtype=np.int64)
-    fins = np.flatnonzero((ctx.pk[:, rp.PK_FLAGS] & rp.FIN != 0) & (ctx.pk[:, rp.PK_FLAGS] & (rp.SYN | rp.RST) == 0))
-    np.minimum.at(first, ctx.rows[fins, rp.R_CONN], ctx.pk[fins, rp.PK_TS])
+    fins = ctx.flagged(rp.FIN | rp.SYN | rp.RST, rp.FIN)
+    np.minimum.at(first, ctx.rows[fins, rp.R_CONN], ctx.time(fins))
     first[first == never] = -1
     return first
 
@@ -294,90 +384,113 @@ _MARKED = (
 )
 
 
-def _marked_rows(ctx: Context, found: Found) -> None:
+def _marked_rows(ctx: Context):
     """One finding per (flow, sender) for each kind of irregular packet."""
+    notes = np.ascontiguousarray(ctx.rows[:, rp.R_NOTE_SENDER])
     for note, kind, what in _MARKED:
-        rows = np.flatnonzero(ctx.rows[:, rp.R_NOTE_SENDER] == note)
-        _grouped(ctx, found, rows, kind, lambda flow, side, count, frames: (
+        yield _grouped(ctx, np.flatnonzero(notes == note), kind, lambda flow, side, count, frames: (
             f"{ctx.name(flow, side)} {what} ({_count(count, 'packet')}: {'frames' if count > 1 else 'frame'} {frames})"))
 
 
-def _zero_windows(ctx: Context, found: Found) -> None:
+def _zero_windows(ctx: Context):
     rows = np.flatnonzero(ctx.marks & Marks.ZERO_WINDOW != 0)
-    _grouped(ctx, found, rows, Kind.zero_window, lambda flow, side, count, frames: (
+    yield _grouped(ctx, rows, Kind.zero_window, lambda flow, side, count, frames: (
         f"{ctx.name(flow, side)} advertised a zero window {_count(count, 'time')} "
         f"({'frames' if count > 1 else 'frame'} {frames}): its application is not reading fast enough"))
 
 
-def _grouped(ctx: Context, found: Found, rows: np.ndarray, kind: Kind, describe) -> None:
-    groups: dict[tuple[int, int], list[int]] = {}
-    for row in rows[np.argsort(ctx.pk[rows, rp.PK_TS], kind="stable")]:
-        groups.setdefault((int(ctx.rows[row, rp.R_CONN]), int(ctx.rows[row, rp.R_SIDE])), []).append(int(row))
-    for (flow, side), members in groups.items():
-        found.add(flow, kind, side, members[0], ctx.pk[members[0], rp.PK_TS],
-                  describe(flow, side, len(members), _list([int(ctx.frames[m]) for m in members])))
+def _grouped(ctx: Context, rows: np.ndarray, kind: Kind, describe) -> Found:
+    """One finding per (flow, sender) of ``rows``, in order of their first row in time; ``describe(flow,
+    side, count, frames)`` writes the sentence."""
+    rows = rows[np.argsort(ctx.time(rows), kind="stable")]
+    endpoint = 2 * ctx.rows[rows, rp.R_CONN] + ctx.rows[rows, rp.R_SIDE]
+    by_endpoint = np.argsort(endpoint, kind="stable")  # each endpoint's rows together, still in time order
+    starts = np.flatnonzero(np.diff(endpoint[by_endpoint], prepend=-1) != 0)
+    counts = np.diff(np.append(starts, len(rows)))
+    in_time = np.argsort(by_endpoint[starts])  # the endpoints in order of their first row
+    starts, counts = starts[in_time], counts[in_time]
+    first = rows[by_endpoint[starts]]
+    flows, sides = ctx.rows[first, rp.R_CONN], ctx.rows[first, rp.R_SIDE]
+    def listed_frames(start: int, count: int) -> str:  # only the frames the sentence shows are looked up
+        return _list(ctx.frames[rows[by_endpoint[start:start + min(count, _LISTED)]]].tolist(), total=count)
+
+    return _batch(kind, flows, sides, first, ctx.time(first), [
+        describe(flow, side, count, listed_frames(start, count))
+        for flow, side, start, count in zip(flows.tolist(), sides.tolist(), starts.tolist(), counts.tolist())])
 
 
 # --- whole connections ------------------------------------------------------------
 
 
-def _simultaneous(ctx: Context, found: Found) -> None:
+def _simultaneous(ctx: Context):
     t = ctx.trans
-    for flow in np.unique(t[(t[:, rp.T_SIDE] == 1) & (t[:, rp.T_TO] == State.SYN_SENT), rp.T_CONN]):
-        row = int(ctx.first_sent(1, rp.SYN)[flow])
-        found.add(flow, Kind.simultaneous_open, -1, row, ctx.pk[row, rp.PK_TS],
-                  "both endpoints sent a SYN before seeing the other's (simultaneous open: SYN_SENT -> SYN_RCVD on both)")
-    closing = t[t[:, rp.T_TO] == State.CLOSING]
-    flows, counts = np.unique(closing[:, rp.T_CONN], return_counts=True)
-    for flow in flows[counts >= 2]:
-        mine = closing[closing[:, rp.T_CONN] == flow]
-        first = mine[np.lexsort((ctx.pk[mine[:, rp.T_ROW], rp.PK_TS], mine[:, rp.T_TS]))[0]]
-        found.add(flow, Kind.simultaneous_close, -1, first[rp.T_ROW], first[rp.T_TS],
-                  "both endpoints sent a FIN before receiving the other's (simultaneous close: CLOSING on both)")
+    syn_sent = np.flatnonzero(ctx.entered == State.SYN_SENT)
+    opened = np.unique(t[syn_sent[t[syn_sent, rp.T_SIDE] == 1], rp.T_CONN])
+    row = ctx.first_sent(1, rp.SYN)[opened]
+    yield _batch(Kind.simultaneous_open, opened, -1, row, ctx.time(row), [
+        "both endpoints sent a SYN before seeing the other's (simultaneous open: SYN_SENT -> SYN_RCVD on both)"
+    ] * len(opened))
+    closing = t[ctx.entered == State.CLOSING]
+    # per flow, its first CLOSING: earliest transition, then earliest packet, then first listed
+    closing = closing[np.lexsort((ctx.time(closing[:, rp.T_ROW]), closing[:, rp.T_TS], closing[:, rp.T_CONN]))]
+    starts = np.flatnonzero(np.diff(closing[:, rp.T_CONN], prepend=-1) != 0)
+    both = starts[np.diff(np.append(starts, len(closing))) >= 2]
+    first = closing[both]
+    yield _batch(Kind.simultaneous_close, first[:, rp.T_CONN], -1, first[:, rp.T_ROW], first[:, rp.T_TS], [
+        "both endpoints sent a FIN before receiving the other's (simultaneous close: CLOSING on both)"] * len(first))
 
 
-def _capture_edges(ctx: Context, found: Found) -> None:
+def _capture_edges(ctx: Context):
     conn, ends = ctx.conn, ctx.ends
     # synchronized and not finished; half-open connections have findings of their own
     open_states = np.array([State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2, State.CLOSING,
                             State.CLOSE_WAIT, State.LAST_ACK])
-    for flow in np.flatnonzero(conn[:, rp.C_START_KIND] != rp.START_SYN).tolist():
-        first = int(conn[flow, rp.C_FIRST_ROW])
-        what = "mid-handshake" if conn[flow, rp.C_START_KIND] == rp.START_SYN_ACK else "mid-connection"
-        found.add(flow, Kind.no_handshake, -1, first, ctx.pk[first, rp.PK_TS],
-                  f"the capture began {what}: no SYN from the client, roles guessed")
+    late = np.flatnonzero(conn[:, rp.C_START_KIND] != rp.START_SYN)
+    first = conn[late, rp.C_FIRST_ROW]
+    yield _batch(Kind.no_handshake, late, -1, first, ctx.time(first), [
+        f"the capture began {'mid-handshake' if start == rp.START_SYN_ACK else 'mid-connection'}: "
+        f"no SYN from the client, roles guessed" for start in conn[late, rp.C_START_KIND].tolist()])
     client, server = ends[0::2, rp.E_STATE], ends[1::2, rp.E_STATE]
-    still_open = np.isin(client, open_states) | np.isin(server, open_states)
-    for flow in np.flatnonzero(still_open).tolist():
-        last = int(conn[flow, rp.C_LAST_ROW])
-        idle = (ctx.capture_end - ctx.pk[last, rp.PK_TS]) / 1e9
-        found.add(flow, Kind.open_at_end, -1, last, ctx.pk[last, rp.PK_TS],
-                  f"still open when the capture ended (client {State(int(client[flow])).name}, "
-                  f"server {State(int(server[flow])).name}; last packet {_seconds(idle)} before the end)")
+    still_open = np.flatnonzero(np.isin(client, open_states) | np.isin(server, open_states))
+    last = conn[still_open, rp.C_LAST_ROW]
+    idle = (ctx.capture_end - ctx.time(last)) / 1e9
+    yield _batch(Kind.open_at_end, still_open, -1, last, ctx.time(last), [
+        f"still open when the capture ended (client {client_state}, server {server_state}; "
+        f"last packet {_seconds(seconds)} before the end)"
+        for client_state, server_state, seconds in zip(_state_names(client[still_open]),
+                                                       _state_names(server[still_open]), idle.tolist())])
 
 
-def _port_reuse(ctx: Context, found: Found) -> None:
+def _port_reuse(ctx: Context):
+    """Connections that reuse the 4-tuple of an earlier one (the conversation's previous connection)."""
     conv = ctx.conn[:, rp.C_CONV]
-    last_of: dict[int, int] = {}
-    for flow in range(len(conv)):
-        previous = last_of.get(int(conv[flow]))
-        last_of[int(conv[flow])] = flow
-        if previous is None:
-            continue
-        first = int(ctx.conn[flow, rp.C_FIRST_ROW])
-        gap = (ctx.pk[first, rp.PK_TS] - ctx.pk[ctx.conn[previous, rp.C_LAST_ROW], rp.PK_TS]) / 1e9
-        states = "/".join(_state_before(ctx, previous, side, first) for side in (0, 1))
-        found.add(flow, Kind.port_reuse, 0, first, ctx.pk[first, rp.PK_TS],
-                  f"a new SYN reuses the 4-tuple of flow {previous} {_seconds(gap)} after its last packet "
-                  f"(client/server were {states})")
+    by_conv = np.argsort(conv, kind="stable")  # each conversation's connections together, in order
+    again = conv[by_conv[1:]] == conv[by_conv[:-1]]
+    flows, previous = by_conv[1:][again], by_conv[:-1][again]
+    in_order = np.argsort(flows)
+    flows, previous = flows[in_order], previous[in_order]
+    first = ctx.conn[flows, rp.C_FIRST_ROW]
+    gap = (ctx.time(first) - ctx.time(ctx.conn[previous, rp.C_LAST_ROW])) / 1e9
+    client, server = (_state_names(_states_before(ctx, previous, side, first)) for side in (0, 1))
+    yield _batch(Kind.port_reuse, flows, 0, first, ctx.time(first), [
+        f"a new SYN reuses the 4-tuple of flow {earlier} {_seconds(seconds)} after its last packet "
+        f"(client/server were {client_state}/{server_state})"
+        for earlier, seconds, client_state, server_state in zip(previous.tolist(), gap.tolist(), client, server)])
 
 
-def _state_before(ctx: Context, flow: int, side: int, reuse_row: int) -> str:
-    """The endpoint's state when ``reuse_row`` came (a TIME_WAIT that the new SYN ended counts as TIME_WAIT)."""
+def _states_before(ctx: Context, flows: np.ndarray, side: int, reuse_rows: np.ndarray) -> np.ndarray:
+    """Per flow, the endpoint's state when its ``reuse_rows`` came (a TIME_WAIT that the new SYN ended
+    counts as TIME_WAIT): where the first transition at that row began, else its final state."""
     t = ctx.trans
-    ended = np.flatnonzero((t[:, rp.T_CONN] == flow) & (t[:, rp.T_SIDE] == side) & (t[:, rp.T_ROW] == reuse_row))
-    state = t[ended[0], rp.T_FROM] if len(ended) else ctx.ends[2 * flow + side, rp.E_STATE]
-    return State(int(state)).name
+    final = ctx.ends[2 * flows + side, rp.E_STATE]
+    if not len(flows):
+        return final
+    there = np.flatnonzero((t[:, rp.T_SIDE] == side) & np.isin(t[:, rp.T_ROW], reuse_rows))
+    began: dict[tuple[int, int], int] = {}
+    for key, state in zip(zip(t[there, rp.T_CONN].tolist(), t[there, rp.T_ROW].tolist()), t[there, rp.T_FROM].tolist()):
+        began.setdefault(key, state)
+    return np.array([began.get(key, state) for key, state in zip(zip(flows.tolist(), reuse_rows.tolist()),
+                                                                  final.tolist())], dtype=np.int64)
 
 
 # --- text helpers -------------------------------------------------------------------
@@ -391,6 +504,11 @@ def _seconds(value: float) -> str:
     return f"{value * 1000:.3f} ms" if value < 1 else f"{value:.2f} s"
 
 
-def _list(items: list[int], limit: int = 5) -> str:
+_LISTED = 5
+
+
+def _list(items: list[int], limit: int = _LISTED, total: int | None = None) -> str:
+    """The first ``limit`` items and how many more (of ``total``, when ``items`` holds only the first few)."""
+    total = len(items) if total is None else total
     shown = ", ".join(str(i) for i in items[:limit])
-    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+    return shown + (f" and {total - limit} more" if total > limit else "")

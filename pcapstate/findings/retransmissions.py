@@ -28,7 +28,8 @@ or data.
 The loop keeps per-endpoint state in integer arrays indexed by ``2 * flow +
 side`` and writes per-row codes; the chain facts (original frame, attempt
 number, interval) are then computed for all rows at once by grouping
-transmissions of the same (flow, sender, sequence number).
+transmissions of the same (flow, sender, sequence number), among the packets
+of the endpoints that retransmitted only.
 """
 from __future__ import annotations
 
@@ -240,31 +241,51 @@ def chain_positions(pk: np.ndarray, rows: np.ndarray, klass: np.ndarray):
     """Original row, attempt number and interval of every retransmission.
 
     Transmissions of the same segment share (flow, sender, kind group, first
-    sequence number); within such a group, in time order, the first one is the
-    original and each later one an attempt.
+    sequence number); within such a group, in time order (file order among
+    equal times), the first one is the original and each later one an attempt.
+    Only groups holding a retransmission have anything to report, so only the
+    sends of endpoints that retransmitted are sorted, not every packet.
     """
     n = pk.shape[0]
     original = np.full(n, -1, dtype=np.int64)
     attempt = np.zeros(n, dtype=np.int64)
     interval = np.zeros(n, dtype=np.int64)
-    flags, length = pk[:, rp.PK_FLAGS], pk[:, rp.PK_LEN]
-    sends = np.flatnonzero((length > 0) | ((flags & (rp.SYN | rp.FIN | rp.RST)) != 0))
-    if not len(sends):
+    resent = np.flatnonzero(klass > 0)
+    if not len(resent):
         return original, attempt, interval
+    endpoint_of = 2 * rows[resent, rp.R_CONN] + rows[resent, rp.R_SIDE]
+    retransmitted = np.zeros(int(endpoint_of.max()) + 1, dtype=np.bool_)
+    retransmitted[endpoint_of] = True
+    sends = _sends_of(pk, rows, retransmitted)
+    flags = pk[sends, rp.PK_FLAGS]
     kinds = np.where(flags & rp.RST, 1, np.where(flags & rp.SYN, 2, 0))  # RSTs, SYNs and the rest apart
-    keys = (pk[sends, rp.PK_TS], pk[sends, rp.PK_SEQ], kinds[sends], rows[sends, rp.R_SIDE], rows[sends, rp.R_CONN])
-    ordered = sends[np.lexsort(keys)]
-    same = np.ones(len(ordered), dtype=bool)
-    same[0] = False
-    for column in (rows[:, rp.R_CONN], rows[:, rp.R_SIDE], pk[:, rp.PK_SEQ], kinds):
-        same[1:] &= column[ordered[1:]] == column[ordered[:-1]]
+    group = (2 * rows[sends, rp.R_CONN] + rows[sends, rp.R_SIDE]) * 3 + kinds
+    seq, ts = pk[sends, rp.PK_SEQ], pk[sends, rp.PK_TS]
+    by_segment = np.lexsort((ts, seq, group))  # stable: file order among equal times
+    ordered = sends[by_segment]
+    same = np.zeros(len(ordered), dtype=bool)  # same segment as the one before
+    same[1:] = (group[by_segment[1:]] == group[by_segment[:-1]]) & (seq[by_segment[1:]] == seq[by_segment[:-1]])
     start = np.maximum.accumulate(np.where(~same, np.arange(len(ordered)), 0))
     position = np.arange(len(ordered)) - start
     is_retx = klass[ordered] > 0
     first = ordered[start]
     original[ordered] = np.where(is_retx & (klass[first] == 0), first, -1)
     attempt[ordered] = np.where(is_retx, np.maximum(position, 1), 0)
-    previous = np.concatenate([ordered[:1], ordered[:-1]])
-    gap = pk[ordered, rp.PK_TS] - pk[previous, rp.PK_TS]
+    sorted_ts = ts[by_segment]
+    gap = sorted_ts - np.concatenate([sorted_ts[:1], sorted_ts[:-1]])
     interval[ordered] = np.where(is_retx, np.where(same, gap, -1), 0)
     return original, attempt, interval
+
+
+@njit
+def _sends_of(pk: np.ndarray, rows: np.ndarray, retransmitted: np.ndarray) -> np.ndarray:
+    """Rows (ascending) that occupy sequence space or reset, sent by an endpoint marked in ``retransmitted``."""
+    out = np.empty(pk.shape[0], dtype=np.int64)
+    count = 0
+    for row in range(pk.shape[0]):
+        endpoint = 2 * rows[row, rp.R_CONN] + rows[row, rp.R_SIDE]
+        if 0 <= endpoint < retransmitted.shape[0] and retransmitted[endpoint] \
+                and (pk[row, rp.PK_LEN] > 0 or pk[row, rp.PK_FLAGS] & (rp.SYN | rp.FIN | rp.RST)):
+            out[count] = row
+            count += 1
+    return out[:count]
