@@ -109,6 +109,29 @@ def test_half_open_flood_is_capture_wide(tmp_path):
     assert (a.anomalies.kind == "synack_unanswered").sum() == 20
 
 
+def unanswered_syn(index: int, source: int, start: float) -> Talk:
+    """A client whose SYN and its retry get no answer at all: the server never shows up."""
+    talk = Talk(client_addr=f"10.0.1.{source}", client_port=20000 + index, start=start)
+    syn = talk.client("S", lost=True)
+    talk.resend(syn, lost=True, after=1.0)
+    return talk
+
+
+def test_a_flood_of_unanswered_syns_is_a_half_open_flood(tmp_path):
+    """A server overwhelmed into silence answers none of the SYNs: still a flood, said as such."""
+    talks = [unanswered_syn(i, 1 + i % 12, 1_700_000_000.0 + i * 0.1) for i in range(24)]
+    a = run(tmp_path, *talks)
+    check(one(a, "half_open_flood"), None, "server", 1,
+          "24 half-open connections to 10.0.0.2:80 from 12 sources within 2.30 s",
+          "24 of the SYNs never answered: a SYN flood, or a service that stopped answering")
+    assert (a.anomalies.kind == "syn_unanswered").sum() == 24
+
+
+def test_a_few_unanswered_syns_are_no_flood(tmp_path):
+    talks = [unanswered_syn(i, 1 + i % 12, 1_700_000_000.0 + i * 0.1) for i in range(19)]
+    assert "half_open_flood" not in kinds(run(tmp_path, *talks))
+
+
 @pytest.mark.parametrize("count, sources, spacing, options, reported", [
     (20, 20, 0.1, {}, True),
     (19, 19, 0.1, {}, False),  # too few connections

@@ -242,10 +242,6 @@ def test_unanswered_syn_flood_is_grouped(tmp_path, capture, record_property):
     assert unanswered == list(range(FLOOD))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "half_open_flood counts only connections whose server is in SYN_RCVD (findings/anomalies.py, _flood); "
-    "a SYN the server never answered leaves it LISTEN, since nothing proves it arrived, so a flood that "
-    "overwhelms the server into silence is 100,000 syn_unanswered and no flood"))
 def test_unanswered_syn_flood_is_reported_as_a_flood(tmp_path, capture):
     """The issue asks for a flood of 100,000 SYNs from random sources to be half_open_flood,
     answered or not."""

@@ -255,9 +255,18 @@ def _gaps(seconds: list[float]) -> str:
 
 
 def _flood(ctx: Context):
-    """Many half-open connections to one service from many sources within a window."""
+    """Many half-open connections to one service from many sources within a window.
+
+    Half-open: the server answered the SYN and waits in SYN_RCVD for an ACK
+    that never comes, or the SYN was never answered at all (the client is
+    still in SYN_SENT, no SYN-ACK seen): a flood that overwhelms the server
+    into silence, or a SYN cookie-less backlog that is full, looks like that.
+    """
     t = ctx.thresholds
-    half_open = np.flatnonzero(ctx.ends[1::2, rp.E_STATE] == State.SYN_RCVD)
+    seen = ctx.conn[:, rp.C_SEEN]
+    unanswered = (ctx.ends[0::2, rp.E_STATE] == State.SYN_SENT) & ((seen & rp.SEEN_SYN) != 0) & \
+        ((seen & rp.SEEN_SYN_ACK) == 0)
+    half_open = np.flatnonzero((ctx.ends[1::2, rp.E_STATE] == State.SYN_RCVD) | unanswered)
     opened = ctx.time(ctx.conn[half_open, rp.C_FIRST_ROW])
     by_service: dict[str, list[int]] = {}  # positions in half_open, services in order of first appearance
     for position, flow in enumerate(half_open.tolist()):
@@ -274,9 +283,12 @@ def _flood(ctx: Context):
         if len(members) >= t.flood_connections and len(sources) >= t.flood_sources:
             span = (starts[ends[best] - 1] - starts[best]) / 1e9
             first_row = int(ctx.conn[members[0], rp.C_FIRST_ROW])
+            silent = int(unanswered[members].sum())
             yield _batch(Kind.half_open_flood, -1, 1, first_row, starts[best], [
                 f"{len(members)} half-open connections to {service} from {len(sources)} sources within "
-                f"{_seconds(span)} (flows {_list(members)}): a SYN flood, if the sources never answer the SYN-ACK"])
+                f"{_seconds(span)} (flows {_list(members)}): " + (
+                    "a SYN flood, if the sources never answer the SYN-ACK" if not silent else
+                    f"{silent} of the SYNs never answered: a SYN flood, or a service that stopped answering")])
 
 
 # --- the closing ------------------------------------------------------------------
