@@ -3,19 +3,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from command import run_pcapstate as run
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
-
-
-def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "pcapstate", *args], capture_output=True, text=True)
-    if check:
-        assert result.returncode == 0, result.stderr
-    return result
 
 
 def test_summary_rows_and_census():

@@ -10,16 +10,10 @@ import pandas as pd
 import pytest
 
 from pcapstate.analysis import analyze
+from command import run_pcapstate as run
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 ANALYZE_TABLES = ["flows", "transitions", "retransmissions", "retries", "anomalies"]
-
-
-def run(*args: str, check: bool = True, cwd=None) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "pcapstate", *args], capture_output=True, text=True, cwd=cwd)
-    if check:
-        assert result.returncode == 0, result.stderr
-    return result
 
 
 @pytest.fixture(scope="module")

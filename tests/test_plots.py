@@ -20,17 +20,11 @@ from matplotlib.text import Text
 from pcapstate.analysis import analyze
 from pcapstate.report import plots
 from pcapstate.report.plots.census import COUNTED, census
+from command import run_pcapstate as run
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 ALL = sorted(p.stem for p in SAMPLES.glob("*.pcap"))
 WITH_FLOWS = [name for name in ALL if name != "listen_no_client"]
-
-
-def run(*args: str, check: bool = True, cwd=None) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "pcapstate", *args], capture_output=True, text=True, cwd=cwd)
-    if check:
-        assert result.returncode == 0, result.stderr
-    return result
 
 
 def png_size(path: Path) -> tuple[int, int]:

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import io
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +10,7 @@ from PIL import Image
 
 from pcapstate.analysis import analyze
 from pcapstate.report.html import render
+from command import run_pcapstate as run
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 INJECTED = [
@@ -19,13 +18,6 @@ INJECTED = [
     "<img src=x onerror=console.error(2)>",  # a host field of the text capture, quoted in a warning
     "<b onmouseover=console.error(3)>",  # the capture's own file name
 ]
-
-
-def run(*args: str, check: bool = True, cwd=None) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "pcapstate", *args], capture_output=True, text=True, cwd=cwd)
-    if check:
-        assert result.returncode == 0, result.stderr
-    return result
 
 
 @pytest.fixture(scope="module")
