@@ -110,6 +110,18 @@ def measured(record_property, label: str, wall: float, rss: int) -> None:
     print(f"{label}: {wall:.1f} s, peak RSS {rss / MiB:.0f} MiB")
 
 
+def json_and_terminal(tmp_path: Path, record_property, path: Path, label: str, bound: int) -> list[str]:
+    """Analyze ``path`` to JSON and to the terminal, each run within ``bound`` bytes of peak RSS;
+    the terminal output's lines."""
+    _, _, wall, rss = run(tmp_path, "analyze", str(path), "--format", "json", "-o", os.devnull)
+    measured(record_property, f"{label}, json", wall, rss)
+    assert rss < bound
+    text, _, wall, rss = run(tmp_path, "analyze", str(path))
+    measured(record_property, f"{label}, terminal", wall, rss)
+    assert rss < bound
+    return text.splitlines()
+
+
 def section(lines: list[str], title: str) -> list[str]:
     """The lines of one titled section of the summary, up to the next blank line."""
     start = lines.index(title)
@@ -134,15 +146,7 @@ def test_a_million_connections(tmp_path, capture, record_property):
     within MANY_CONNECTIONS_RSS (4 GiB; measured 2.6-2.8 GiB, against tcptrace's 7.9 GiB on the
     same file), every connection counted and ending in the state its packets lead to."""
     path = capture("million.pcap", gen.many_connections(1_000_000))
-
-    _, _, wall, rss = run(tmp_path, "analyze", str(path), "--format", "json", "-o", os.devnull)
-    measured(record_property, "1M connections, json", wall, rss)
-    assert rss < MANY_CONNECTIONS_RSS
-
-    text, _, wall, rss = run(tmp_path, "analyze", str(path))
-    measured(record_property, "1M connections, terminal", wall, rss)
-    assert rss < MANY_CONNECTIONS_RSS
-    lines = text.splitlines()
+    lines = json_and_terminal(tmp_path, record_property, path, "1M connections", MANY_CONNECTIONS_RSS)
     assert re.fullmatch(r".*million\.pcap: 2898662 TCP packets, 1000000 connections, 16 min 40\.\d s", lines[0])
     assert "... 999950 more connections (--all shows them; --format json writes every one)" in lines
     assert census(lines) == gen.expected_census(1_000_000)
@@ -164,15 +168,7 @@ def test_one_connection_of_five_million_packets(tmp_path, capture, record_proper
     2.4 GiB for the terminal summary).  tcptrace needs 14 MiB on this file, so the issue's
     "no more than tcptrace" bound does NOT hold here: pcapstate keeps every packet's row."""
     path = capture("long.pcap", gen.one_long_connection(5_000_000))
-
-    _, _, wall, rss = run(tmp_path, "analyze", str(path), "--format", "json", "-o", os.devnull)
-    measured(record_property, "5M-packet connection, json", wall, rss)
-    assert rss < LONG_CONNECTION_RSS
-
-    text, _, wall, rss = run(tmp_path, "analyze", str(path))
-    measured(record_property, "5M-packet connection, terminal", wall, rss)
-    assert rss < LONG_CONNECTION_RSS
-    lines = text.splitlines()
+    lines = json_and_terminal(tmp_path, record_property, path, "5M-packet connection", LONG_CONNECTION_RSS)
     assert lines[0].endswith("long.pcap: 5000000 TCP packets, 1 connection, 50.000 s")
     assert lines[4].split() == ["0", "11.0.0.1:40000", "10.0.0.1:443", "50.000", "s", "5000000",
                                 "TIME_WAIT", "CLOSED", "complete", "SF"]
