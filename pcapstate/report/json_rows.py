@@ -257,14 +257,9 @@ def _float6(buf, at, value):
     scaled = (value - np.float64(whole)) * 1e6
     frac = np.uint64(scaled)
     diff = scaled - np.float64(frac)
-    if diff > 0.5:
+    if diff > 0.5 or (diff == 0.5 and (frac == np.uint64(0) or frac & np.uint64(1))):
         frac += np.uint64(1)
-        if frac >= np.uint64(1000000):
-            frac = np.uint64(0)
-            whole += np.uint64(1)
-    elif diff == 0.5 and (frac == np.uint64(0) or frac & np.uint64(1)):
-        frac += np.uint64(1)
-        if frac >= np.uint64(1000000):
+        if frac >= np.uint64(1000000):  # .9999995 and up: the whole part carries
             frac = np.uint64(0)
             whole += np.uint64(1)
     at = _digits(buf, at, np.int64(whole), 0)
