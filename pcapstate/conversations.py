@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pcapstate.jit import njit
+from pcapstate.jit import entry, njit
 from pcapstate.table import PacketTable
 
 
@@ -67,7 +67,7 @@ def _key_hash(a0, a1, ap, b0, b1, bp):
     return h
 
 
-@njit
+@entry("u8[:, ::1]", "u8[:, ::1]", "i8[::1]", "i8[::1]", "i8[::1]", "i8")
 def _assign(src, dst, sport, dport, order, bits):
     """Per row: conversation id (0.. in first-seen order) and direction (0: the first sender's).
 

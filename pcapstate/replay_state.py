@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import namedtuple
 
-from pcapstate.jit import njit
+from pcapstate.jit import entry, njit
 from pcapstate.machine import NEXT_STATE, STEP_NOTE
 from pcapstate.replay import (
     ACK, C_CLIENT_DIR, C_CONV, C_FIRST_ROW, C_GUESSED, C_LAST_ROW, C_OVER_RST, C_PACKETS, C_SEEN,
@@ -356,7 +356,7 @@ def _room(ends, k):
     return need
 
 
-@njit
+@entry("i8[:, ::1]", "i8[:, ::1]", "i8[:, ::1]", "i8[:, ::1]", "i8[:, ::1]", "i8[:, ::1]", "i8[::1]", "i8[::1]", "i8[::1]", "i8[::1]", "i8")
 def run_packets(pk, conn, ends, queue, trans, rows, cnt, current, guess, order, start):
     """Replay ``order[start:]``; return where it stopped (len(order) when done, earlier when out of room)."""
     for i in range(start, order.shape[0]):
@@ -367,7 +367,7 @@ def run_packets(pk, conn, ends, queue, trans, rows, cnt, current, guess, order, 
     return order.shape[0]
 
 
-@njit
+@entry("i8[:, ::1]", "i8[:, ::1]", "i8[:, ::1]", "i8[:, ::1]", "i8[:, ::1]", "i8[:, ::1]", "i8[::1]", "i8")
 def close_all(pk, conn, ends, queue, trans, rows, cnt, start):
     """End every connection from ``start`` on at the capture's end; return where it stopped."""
     for k in range(start, cnt[K_N_CONN]):
@@ -377,7 +377,7 @@ def close_all(pk, conn, ends, queue, trans, rows, cnt, start):
     return cnt[K_N_CONN]
 
 
-@njit
+@entry("i8[:, ::1]", "i8[:, ::1]")
 def backfill_server_states(conn, rows):
     """Rows captured before the server showed whether it was listening get what it turned out to be."""
     for r in range(rows.shape[0]):

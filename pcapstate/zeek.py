@@ -45,7 +45,7 @@ from __future__ import annotations
 import numpy as np
 
 from pcapstate import replay as rp
-from pcapstate.jit import njit
+from pcapstate.jit import entry, njit
 from pcapstate.zeek_seq import (
     CLOSED, E_MISSED, E_PKTS, E_STATE, ESTABLISHED, INACTIVE, PARTIAL, RESET, SYN_ACK_SENT, SYN_SENT, endpoint_size,
     new_endpoints)
@@ -80,7 +80,7 @@ def rstos0_history(letters: np.ndarray, n: int) -> bool:
     return False
 
 
-@njit
+@entry("i8", "i8", "i8", "i8", "u1[::1]", "i8")
 def conn_state_code(orig: int, resp: int, orig_size: int, resp_size: int, letters: np.ndarray, n: int) -> int:
     """Conn::conn_state for TCP (an index into CONN_STATES), from both endpoints' final states."""
     o_inactive, r_inactive = orig in (INACTIVE, PARTIAL), resp in (INACTIVE, PARTIAL)
@@ -111,7 +111,7 @@ def conn_state(orig: int, resp: int, orig_size: int, resp_size: int, history: st
     return CONN_STATES[conn_state_code(int(orig), int(resp), int(orig_size), int(resp_size), letters, len(letters))]
 
 
-@njit
+@entry("i8[:, ::1]", "i8[:, ::1]", "u1[:, ::1]", "i8[::1]", "i8[:, ::1]", "i8[::1]")
 def finish(ends: np.ndarray, conn: np.ndarray, hist: np.ndarray, orig: np.ndarray, sizes: np.ndarray,
            states: np.ndarray) -> None:
     """Per flow: the originator's endpoint row, both endpoints' sizes and the conn_state code."""

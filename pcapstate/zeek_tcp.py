@@ -31,7 +31,7 @@ from enum import IntEnum
 
 import numpy as np
 
-from pcapstate.jit import njit
+from pcapstate.jit import entry, njit
 from pcapstate.zeek_seq import (
     ACK, CLOSED, E_BAD_SUMS, E_CLOSED, E_FIN_SEQ, E_FINS, E_GAPS, E_LAST, E_LAST_FIN, E_LAST_RST, E_LAST_SYN,
     E_MISSED, E_PKTS, E_PREV, E_RSTS, E_RXMITS, E_SEEN, E_START, E_STATE, E_WIN0S, E_WRAPS, ESTABLISHED, FIN,
@@ -89,7 +89,7 @@ def history_codes(conn: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(conn[:, C_HISTORY:], dtype="<i8").view(np.uint8)
 
 
-@njit
+@entry("i8[:, ::1]", "i8[::1]", "i8[:, ::1]", "i8[:, ::1]", "b1[::1]", "b1")
 def run(pk: np.ndarray, order: np.ndarray, ends: np.ndarray, conn: np.ndarray, server_port: np.ndarray,
         validate: bool) -> None:
     """Every packet-table row in replay order: Zeek's connection for it, its checksum, then Process."""

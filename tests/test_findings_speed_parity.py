@@ -168,9 +168,10 @@ def assert_same(compiled: dict, plain: dict, label: str) -> None:
 
 
 def test_the_findings_are_compiled(results):
-    assert retransmissions._sends_of.signatures, "the retransmission chains ran as plain Python"
-    assert backoff._backoff.signatures and backoff._answers.signatures, "the retry chains ran as plain Python"
-    assert anomalies._first_sent.signatures and anomalies._next_of_endpoint.signatures, \
+    assert jit.ran_compiled(retransmissions._sends_of), "the retransmission chains ran as plain Python"
+    assert jit.ran_compiled(backoff._backoff) and jit.ran_compiled(backoff._answers), \
+        "the retry chains ran as plain Python"
+    assert jit.ran_compiled(anomalies._first_sent) and jit.ran_compiled(anomalies._next_of_endpoint), \
         "the anomaly detectors ran as plain Python"
 
 

@@ -4,7 +4,7 @@
   numba.  A helper numba compiles on its own takes a reference to every array
   it is given, on each call (an atomic increment and decrement); with ten such
   calls per packet that costs more than the parsing.  Inlined, they go.  Plain
-  Python when the JIT is off, like ``njit``.
+  Python when numba is not compiling, like ``njit``.
 * ``zeroed_arrays``: several arrays carved out of one zeroed allocation.  On
   first write every page of a fresh array faults; one allocation of several
   megabytes gets transparent huge pages from numpy, twenty small ones do not,
@@ -18,7 +18,7 @@ from pcapstate import jit
 
 
 def inline(function):
-    if not jit.ENABLED:
+    if jit.MODE != "numba":  # plain, or prebuilt: compiled inside the entry points
         return function
     from numba import njit as numba_njit
 

@@ -26,8 +26,10 @@ from collections import namedtuple
 
 import numpy as np
 
+from pcapstate import aot
 from pcapstate.decode._compiled import inline, zeroed_arrays
-from pcapstate.jit import njit
+from pcapstate.decode.fast_records import FRAMES, READONLY_BYTES
+from pcapstate.jit import entry, njit
 from pcapstate.table import ADDRESS_COLUMNS, MAX_SACK_BLOCKS, SACK_COLUMN, SCALAR_COLUMNS, Known
 
 # a record's outcome (the ``status`` array)
@@ -37,6 +39,8 @@ _IP4, _IP6, _ANY_IP = 4, 6, 0  # what a link layer says follows it
 
 # the table's columns, as numba reads them: one array each, in table.py's order
 Columns = namedtuple("Columns", [*SCALAR_COLUMNS, *ADDRESS_COLUMNS, SACK_COLUMN])
+COLUMNS = aot.Named(Columns, *(aot.array(dtype, 1) for dtype, _ in SCALAR_COLUMNS.values()),
+                    *(aot.array(np.uint8, 2) for _ in ADDRESS_COLUMNS), aot.array(np.uint32, 3))
 
 # Ethernet types dpkt's Ethernet._typesw decodes (beyond IPv4/IPv6/ARP), VLAN
 # tags and MPLS: their outcome depends on dpkt's parsers, so they fall back.
@@ -300,7 +304,7 @@ def _pcap_record(buf, pos, little, nano, limit):
     return END, pos + 16, incl, max(orig, incl), ts_ns
 
 
-@njit
+@entry(READONLY_BYTES, FRAMES, ("b1", "b1", "b1", "i8", "i8"), ("i8", "i8", "i8", "i8"), COLUMNS, "u1[::1]", "i8[::1]")
 def parse_records(buf, frames, pcap, state, cols, status, fallback_at):
     """Parse records into TCP rows (packed at the top of ``cols``) and outcomes (``status``).
 

@@ -23,14 +23,17 @@ from collections import namedtuple
 
 import numpy as np
 
+from pcapstate import aot
 from pcapstate.decode._compiled import inline, zeroed_arrays
-from pcapstate.jit import njit
+from pcapstate.jit import entry, njit
 
 # how a walk ended (as fast_layers.parse_records)
 END, ODD = 0, 3
 
 # one row per packet record; int64 except linktype (int32)
 Frames = namedtuple("Frames", "offset caplen wire_len ts_ns linktype")
+FRAMES = aot.Named(Frames, "i8[::1]", "i8[::1]", "i8[::1]", "i8[::1]", "i4[::1]")  # as an entry point's argument
+READONLY_BYTES = "readonly u1[::1]"  # the capture's bytes (a read-only map of the file)
 
 PCAPNG_SHB, PCAPNG_IDB, PCAPNG_PB, PCAPNG_SPB, PCAPNG_EPB = 0x0A0D0D0A, 1, 2, 3, 6
 BYTE_ORDER_MAGIC = 0x1A2B3C4D
@@ -162,7 +165,7 @@ def _section_little(buf, pos, little):
     return little
 
 
-@njit
+@entry(READONLY_BYTES, FRAMES)
 def walk_pcapng(buf, frames):
     """(records, stop offset, END or ODD) of a pcapng file."""
     interfaces = np.zeros((MAX_INTERFACES, 4), np.int64)

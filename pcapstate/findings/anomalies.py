@@ -19,7 +19,7 @@ import numpy as np
 from pcapstate import replay as rp
 from pcapstate.findings.backoff import Chains
 from pcapstate.findings.retransmissions import Analysis as Marks, SegmentKind
-from pcapstate.jit import njit
+from pcapstate.jit import entry, njit
 from pcapstate.states import SIDE_NAMES, Note, State
 
 
@@ -151,7 +151,7 @@ def _chain_key(flows, sides, kinds):
     return (2 * np.asarray(flows, dtype=np.int64) + sides) * len(SegmentKind) + kinds
 
 
-@njit
+@entry("i8[:, ::1]", "i8")
 def _next_of_endpoint(trans: np.ndarray, n_endpoints: int) -> np.ndarray:
     """One backward pass: each transition's successor is the one seen last from the same endpoint."""
     following = np.full(trans.shape[0], -1, dtype=np.int64)
@@ -163,7 +163,7 @@ def _next_of_endpoint(trans: np.ndarray, n_endpoints: int) -> np.ndarray:
     return following
 
 
-@njit
+@entry("i8[:, ::1]", "i8", "i8")
 def _flagged(pk: np.ndarray, mask: int, value: int) -> np.ndarray:
     """:meth:`Context.flagged`, one pass instead of a temporary array per operation over all packets."""
     out = np.empty(pk.shape[0], dtype=np.int64)
@@ -175,7 +175,7 @@ def _flagged(pk: np.ndarray, mask: int, value: int) -> np.ndarray:
     return out[:count]
 
 
-@njit
+@entry("i8[:, ::1]", "i8[:, ::1]", "i8", "i8", "i8")
 def _first_sent(pk: np.ndarray, rows: np.ndarray, side: int, flags: int, n_flows: int) -> np.ndarray:
     """:meth:`Context.first_sent`: the earliest such row of each flow (the first in the file among equal times)."""
     first = np.full(n_flows, -1, dtype=np.int64)

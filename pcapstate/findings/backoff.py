@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pcapstate import replay as rp
-from pcapstate.jit import njit
+from pcapstate.jit import entry, njit
 
 SAME_MOMENT_NS = 10_000_000
 TOLERANCE = 0.25
@@ -43,7 +43,7 @@ def backoff_pattern(intervals: list[float]) -> str:
     return PATTERNS[_pattern_code(np.asarray(intervals, dtype=np.float64))]
 
 
-@njit
+@entry("f8[::1]")
 def _pattern_code(intervals: np.ndarray) -> int:
     """:func:`backoff_pattern` as an index into ``PATTERNS``.
 
@@ -173,7 +173,7 @@ def _intervals(times: np.ndarray, offsets: np.ndarray) -> list[list[float]]:
     return [gaps[start:end - 1] for start, end in zip(offsets[:-1].tolist(), offsets[1:].tolist())]
 
 
-@njit
+@entry("i8[::1]", "i8[::1]")
 def _backoff(times: np.ndarray, offsets: np.ndarray):
     """Per chain, the pattern (index into ``PATTERNS``) and initial RTO (seconds; NaN: no interval).
 
@@ -198,7 +198,7 @@ def _backoff(times: np.ndarray, offsets: np.ndarray):
     return codes, rto
 
 
-@njit
+@entry("i8[:, ::1]", "i8[::1]", "b1[::1]")
 def _flow_index(rows: np.ndarray, order: np.ndarray, wanted: np.ndarray):
     """The rows of the flows marked in ``wanted``, by flow and in ``order`` within a flow, and where each
     flow's begin.
@@ -223,7 +223,7 @@ def _flow_index(rows: np.ndarray, order: np.ndarray, wanted: np.ndarray):
     return by_flow, start
 
 
-@njit
+@entry("i8[:, ::1]", "i8[:, ::1]", "i8[::1]", "i8[::1]", "i8[::1]", "i8[::1]", "i8[::1]")
 def _answers(pk, rows, firsts, flows, sides, by_flow, start):
     """Per chain, the peer's first packet acknowledging the segment after its first send (-1: none)."""
     out = np.full(firsts.shape[0], -1, dtype=np.int64)

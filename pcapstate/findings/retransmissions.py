@@ -39,7 +39,7 @@ from enum import IntEnum, IntFlag
 import numpy as np
 
 from pcapstate import replay as rp
-from pcapstate.jit import njit
+from pcapstate.jit import entry, njit
 
 NS = 1_000_000_000
 FAST_WINDOW_NS = 20_000_000  # the duplicate ACKs must be this recent
@@ -121,7 +121,7 @@ def _lt(a: int, b: int) -> bool:
     return a != b and not rp.seq_ge(a, b)
 
 
-@njit
+@entry("i8[:, ::1]", "i8[::1]", "i8[:, ::1]", "i8")
 def _first_rtt(pk: np.ndarray, order: np.ndarray, rows: np.ndarray, n_conn: int) -> np.ndarray:
     """Per connection, Wireshark's ``ts_first_rtt``: the latest SYN to the first ACK after it."""
     last_syn = np.full(n_conn, UNSET, dtype=np.int64)
@@ -151,7 +151,7 @@ def classify(pk: np.ndarray, order: np.ndarray, rows: np.ndarray, window: np.nda
     return Retransmissions(klass, kind, marks, original, attempt, interval)
 
 
-@njit
+@entry("i8[:, ::1]", "i8[::1]", "i8[:, ::1]", "i8[::1]", "i8[:, ::1]", "i8[::1]", "i1[::1]", "i1[::1]", "i2[::1]")
 def _classify_rows(pk, order, rows, window, ends, ooo, klass, kind, marks):
     for row in order:
         k, side = rows[row, rp.R_CONN], rows[row, rp.R_SIDE]
@@ -277,7 +277,7 @@ def chain_positions(pk: np.ndarray, rows: np.ndarray, klass: np.ndarray):
     return original, attempt, interval
 
 
-@njit
+@entry("i8[:, ::1]", "i8[:, ::1]", "b1[::1]")
 def _sends_of(pk: np.ndarray, rows: np.ndarray, retransmitted: np.ndarray) -> np.ndarray:
     """Rows (ascending) that occupy sequence space or reset, sent by an endpoint marked in ``retransmitted``."""
     out = np.empty(pk.shape[0], dtype=np.int64)

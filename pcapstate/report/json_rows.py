@@ -27,7 +27,7 @@ from typing import IO
 
 import numpy as np
 
-from pcapstate.jit import njit
+from pcapstate.jit import entry, njit
 
 CODES, INT, FLOAT, TIME = 0, 1, 2, 3
 CHUNK_ROWS = 1 << 16
@@ -161,7 +161,7 @@ def write_records(frame, out: IO[str], date_unit: str) -> None:
 # --- the compiled printer --------------------------------------------------------------
 
 
-@njit
+@entry("u1[::1]", "i8", "i8", "i8[::1]", "i8[::1]", "i8[::1]", "i8[:, ::1]", "f8[:, ::1]", "b1[:, ::1]", "readonly u1[::1]", "i8[::1]", "i8[::1]", "readonly u1[::1]", "i8[::1]", "b1")
 def _write_rows(buf, start, stop, kind, slot, null_slot, ints, floats, null, table, table_offsets, table_start, keys,
                 key_offsets, nanoseconds):
     """Rows ``start`` to ``stop`` as records (a comma before each but the very first); bytes written."""
