@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -62,10 +63,14 @@ def visit(url: str, width: int = 1200, height: int = 900, timeout: float = 60.0)
     import websocket
 
     port = _free_port()
-    with tempfile.TemporaryDirectory() as profile:
+    # Chromium's helper processes (zygote, crashpad) may outlive the browser and still write to the
+    # profile while it is removed: the browser gets a process group of its own, ended as a whole, and
+    # a file they leave behind in the profile fails no test.
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         browser = subprocess.Popen([ensure_chromium(), *FLAGS, f"--user-data-dir={profile}",
                                     f"--remote-debugging-port={port}", f"--window-size={width},{height}",
-                                    "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                    "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   start_new_session=True)
         try:
             target = _page_target(port, timeout)
             ws = websocket.create_connection(target["webSocketDebuggerUrl"], timeout=timeout, suppress_origin=True)
@@ -74,12 +79,24 @@ def visit(url: str, width: int = 1200, height: int = 900, timeout: float = 60.0)
             finally:
                 ws.close()
         finally:
-            browser.terminate()
-            try:
-                browser.wait(10)
-            except subprocess.TimeoutExpired:
-                browser.kill()
-                browser.wait()
+            _end_group(browser)
+
+
+def _end_group(browser: subprocess.Popen) -> None:
+    """Terminate the browser and every process of its group; kill what is left after 10 s."""
+    try:
+        os.killpg(browser.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    try:
+        browser.wait(10)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(browser.pid, signal.SIGKILL)  # helpers that ignored SIGTERM, and a hung browser
+    except ProcessLookupError:
+        pass
+    browser.wait()
 
 
 class _Session:
