@@ -96,11 +96,11 @@ def packets(captures: tuple[str, ...], decoder: str, fmt: str, output: str | Non
     other formats write the packet table instead: absolute seq/ack, the flow id,
     the sender and both endpoints' states after each packet.
     """
-    table = load(captures, decoder)
+    table = load(captures, decoder, options=fmt == "table")
     if fmt != "table":
         from pcapstate.analysis import analyze as run_analysis
 
-        _write_tables(fmt, {"packets": run_analysis(table).packets}, output, table.source)
+        _write_tables(fmt, {"packets": run_analysis(table).columnar("packets")}, output, table.source)
         return
     from pcapstate.tcpdump_lines import render_lines
 
@@ -148,7 +148,7 @@ def analyze(captures: tuple[str, ...], decoder: str, flow_id: int | None, timeli
     progress.status(f"replaying {len(table):,} packets from both endpoints")
     try:
         analysis = run_analysis(table, time_wait=time_wait, **thresholds)
-        analysis.flows  # noqa: B018  (built here, under the status line)
+        analysis.columnar("flows")  # built here, under the status line
     finally:
         progress.done()
     _report_analysis(analysis, analysis.warnings[already_warned:], flow_id, timeline, fmt, output, show_all)
@@ -310,7 +310,7 @@ def check(captures: tuple[str, ...], decoder: str, as_set: bool, expected: str |
     from pcapstate.decode.capture_set import expand, is_glob, read_capture_set
 
     if as_set:
-        table = read_capture_set(expand(captures), decoder=decoder, specs=captures)
+        table = read_capture_set(expand(captures), decoder=decoder, specs=captures, options=False)
         target = Path(expected) if expected is not None else _set_expected_path(captures, table)
         failed = _check_one(table.source, target, lambda: table, update, time_wait)
         _check_total(1, failed, update)
@@ -407,7 +407,7 @@ def load_quietly(capture: str, decoder: str):
     """Decode without printing warnings: check compares them with the expectations instead."""
     from pcapstate.decode import read_capture
 
-    return read_capture(capture, decoder=decoder)
+    return read_capture(capture, decoder=decoder, options=False)
 
 
 def _check_flow(capture: str, analysis, flow_id: int | None) -> None:
@@ -416,10 +416,10 @@ def _check_flow(capture: str, analysis, flow_id: int | None) -> None:
 
 
 def _tables(analysis, names: tuple[str, ...], flow_id: int | None) -> dict:
-    """The named DataFrames of ``analysis``, restricted to one flow when ``flow_id`` is given."""
-    tables = {name: getattr(analysis, name) for name in names}
+    """The named tables of ``analysis`` as columns (no pandas), restricted to one flow when ``flow_id`` is given."""
+    tables = {name: analysis.columnar(name) for name in names}
     if flow_id is not None:
-        tables = {name: frame[frame["flow"] == flow_id] for name, frame in tables.items()}
+        tables = {name: table.take(table.flow_rows(flow_id)) for name, table in tables.items()}
     return tables
 
 
@@ -461,11 +461,13 @@ def _write_lines(out, lines: list[str]) -> None:
         out.write("\n")
 
 
-def load(captures, decoder: str = "dpkt"):
+def load(captures, decoder: str = "dpkt", options: bool = False):
     """Decode the capture (one path) or capture set (several, a directory, a glob); print its warnings.
 
     One capture's warnings are printed as ``pcapstate: warning: FILE: …``; a
-    set's already name their file (``FILE: …``, from the set reader).
+    set's already name their file (``FILE: …``, from the set reader).  Only
+    the packet listing prints TCP options: every other command decodes
+    without them (``options=False``, less memory).
     """
     from pcapstate.decode import read_capture
     from pcapstate.decode.capture_set import expand, is_set, read_capture_set
@@ -476,7 +478,7 @@ def load(captures, decoder: str = "dpkt"):
         capture = specs[0]
         progress = Progress(_size(capture))
         try:
-            table = read_capture(capture, decoder=decoder, progress=progress)
+            table = read_capture(capture, decoder=decoder, progress=progress, options=options)
         finally:
             progress.done()
         for message in table.stats.warnings:
@@ -485,7 +487,7 @@ def load(captures, decoder: str = "dpkt"):
     paths = expand(specs)
     progress = Progress(_input_size(paths))
     try:
-        table = read_capture_set(paths, decoder=decoder, progress=progress, specs=specs)
+        table = read_capture_set(paths, decoder=decoder, progress=progress, specs=specs, options=options)
     finally:
         progress.done()
     for message in table.stats.warnings:

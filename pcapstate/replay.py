@@ -188,15 +188,13 @@ def replay(packets: np.ndarray, order: np.ndarray, n_conv: int, guessed_client_d
 
     n = packets.shape[0]
     capacity = n_conv + int(np.count_nonzero((packets[:, PK_FLAGS] & (SYN | ACK | RST | FIN)) == SYN)) + 1
-    rows = np.full((n, N_R), NO_VALUE, dtype=np.int64)
-    rows[:, R_NOTE_SENDER] = NOTE_NONE
-    rows[:, R_NOTE_RECEIVER] = NOTE_NONE
+    rows = np.empty((n, N_R), dtype=np.int64)  # every row is written when its packet is replayed
     ends = np.full((2 * capacity, N_E), NO_VALUE, dtype=np.int64)
     ends[:, E_QLEN] = 0
     counters = np.zeros(5, dtype=np.int64)
     counters[rs.K_TWO_MSL], counters[rs.K_CAPTURE_END] = two_msl_ns, capture_end_ns
     st = rs.State(np.ascontiguousarray(packets, dtype=np.int64), np.full((capacity, N_C), NO_VALUE, dtype=np.int64),
-                  ends, np.full((n + 1, 2), NO_VALUE, dtype=np.int64),
+                  ends, np.empty((n + 1, 2), dtype=np.int64),  # queue nodes: written when taken
                   np.empty((max(1024, n // 2 + 8 * capacity), N_T), dtype=np.int64), rows, counters,
                   np.full(max(n_conv, 1), NO_VALUE, dtype=np.int64),
                   np.ascontiguousarray(guessed_client_dir, dtype=np.int64))
@@ -213,7 +211,8 @@ def replay(packets: np.ndarray, order: np.ndarray, n_conv: int, guessed_client_d
             st = _grown(st)
     rs.backfill_server_states(st.conn, st.rows)
     n_conn, n_trans = int(st.cnt[rs.K_N_CONN]), int(st.cnt[rs.K_N_TRANS])
-    return ReplayResult(st.rows, st.conn[:n_conn].copy(), st.ends[: 2 * n_conn].copy(), st.trans[:n_trans].copy())
+    # the transitions as a view, not a copy: the buffer's rows past the used ones were never touched
+    return ReplayResult(st.rows, st.conn[:n_conn].copy(), st.ends[: 2 * n_conn].copy(), st.trans[:n_trans])
 
 
 def _grown(st):

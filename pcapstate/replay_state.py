@@ -309,6 +309,8 @@ def send(pk, conn, ends, trans, rows, cnt, k, side, row):
 @njit
 def packet(pk, conn, ends, queue, trans, rows, cnt, current, guess, row):
     conv, flags, ts = pk[row, PK_CONV], pk[row, PK_FLAGS], pk[row, PK_TS]
+    rows[row, R_NOTE_SENDER] = NOTE_NONE  # the row's output starts here (the driver leaves it unset)
+    rows[row, R_NOTE_RECEIVER] = NOTE_NONE
     k = current[conv]
     if k < 0:
         k = open_connection(pk, conn, ends, trans, cnt, current, guess, row)

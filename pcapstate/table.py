@@ -30,7 +30,7 @@ from enum import IntFlag
 import numpy as np
 
 MAX_SACK_BLOCKS = 4
-_V4_MAPPED_PREFIX = b"\x00" * 10 + b"\xff\xff"
+V4_MAPPED_PREFIX = b"\x00" * 10 + b"\xff\xff"
 
 
 class Known(IntFlag):
@@ -75,6 +75,10 @@ SET_COLUMNS: dict[str, str] = {  # only in the table of a capture set
 }
 ADDRESS_COLUMNS = ("src_ip", "dst_ip")  # (n, 16) uint8
 SACK_COLUMN = "sack"  # (n, MAX_SACK_BLOCKS, 2) uint32: left, right edges
+# What only the tcpdump-style packet listing prints: a decode with ``options=False`` leaves them out
+# (the analysis never reads them; the SACK blocks alone are a quarter of the table).
+OPTION_COLUMNS = ("mss", "wscale", "sack_permitted", "ts_val", "ts_ecr", "has_timestamps", "sack_count", "known",
+                  SACK_COLUMN)
 
 
 @dataclass
@@ -143,6 +147,11 @@ class PacketTable:
         """Timestamps as float seconds since the epoch (microsecond-exact)."""
         return self.columns["ts_ns"] / 1e9
 
+    def without_options(self) -> "PacketTable":
+        """The table without :data:`OPTION_COLUMNS` (what ``options=False`` decodes)."""
+        self.columns = {k: v for k, v in self.columns.items() if k not in OPTION_COLUMNS}
+        return self
+
     def take(self, index) -> "PacketTable":
         """Rows selected by a boolean mask or an index array, same stats."""
         return PacketTable({k: v[index] for k, v in self.columns.items()}, self.stats, self.source, self.files)
@@ -153,14 +162,14 @@ class PacketTable:
 
 
 def format_address(raw16: bytes) -> str:
-    if raw16[:12] == _V4_MAPPED_PREFIX:
+    if raw16[:12] == V4_MAPPED_PREFIX:
         return str(ipaddress.IPv4Address(raw16[12:]))
     return str(ipaddress.IPv6Address(raw16))
 
 
 def address_bytes(raw: bytes) -> bytes:
     """4- or 16-byte address as the 16-byte column value."""
-    return _V4_MAPPED_PREFIX + raw if len(raw) == 4 else raw
+    return V4_MAPPED_PREFIX + raw if len(raw) == 4 else raw
 
 
 def parse_address(text: str) -> bytes:

@@ -44,15 +44,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from pcapstate import replay as rp
 from pcapstate.jit import entry, njit
 from pcapstate.zeek_seq import (
     CLOSED, E_MISSED, E_PKTS, E_STATE, ESTABLISHED, INACTIVE, PARTIAL, RESET, SYN_ACK_SENT, SYN_SENT, endpoint_size,
     new_endpoints)
 from pcapstate.zeek_tcp import (
-    C_DONE, C_LAST, C_LETTERS, C_ORIG_SIDE, C_START, L_A, L_F, L_FLIP, L_G, L_H, L_I, L_Q, L_R, L_S, N_P, P_ACK,
-    P_BAD, P_CONN, P_DPORT, P_FLAGS, P_LEN, P_SEQ, P_SIDE, P_SPORT, P_TRUNC, P_TS, P_WIN, ZeekState, history_codes,
-    new_connections, run)
+    C_DONE, C_LAST, C_LETTERS, C_ORIG_SIDE, C_START, L_A, L_F, L_FLIP, L_G, L_H, L_I, L_Q, L_R, L_S, ZeekState,
+    history_codes, new_connections, run)
 
 # likely_server_ports of a plain ``zeek -r`` run: the TCP ports the base protocol
 # scripts add (a bare ``zeek -b`` run only has those of the scripts it loads).
@@ -123,23 +121,20 @@ def finish(ends: np.ndarray, conn: np.ndarray, hist: np.ndarray, orig: np.ndarra
                                     conn[k, C_LETTERS])
 
 
-def packet_matrix(tracking) -> np.ndarray:
-    """The pass's (N_P, n) int64 input: per packet-table row, its columns and the replay's flow and side."""
-    table, rows = tracking.table, tracking.result.rows
-    pk = np.empty((N_P, len(table)), dtype=np.int64)
-    pk[P_CONN], pk[P_SIDE] = rows[:, rp.R_CONN], rows[:, rp.R_SIDE]
-    for field, name in ((P_FLAGS, "flags"), (P_SEQ, "seq"), (P_ACK, "ack"), (P_LEN, "payload_len"),
-                        (P_TS, "ts_ns"), (P_WIN, "window"), (P_SPORT, "sport"), (P_DPORT, "dport"),
-                        (P_TRUNC, "truncated"), (P_BAD, "bad_checksum")):
-        pk[field] = table[name]
-    return pk
+def packet_inputs(tracking) -> tuple[np.ndarray, ...]:
+    """What the pass reads of every packet: the replay's packet matrix and per-row output, and three columns."""
+    table = tracking.table
+    return (tracking.packets, tracking.result.rows, np.ascontiguousarray(table["window"], dtype=np.uint16),
+            np.ascontiguousarray(table["truncated"], dtype=np.bool_),
+            np.ascontiguousarray(table["bad_checksum"], dtype=np.bool_))
 
 
 def zeek_summary(tracking, *, validate_checksums: bool = True,
                  likely_server_ports=LIKELY_SERVER_PORTS) -> dict[str, np.ndarray]:
     """Zeek's conn.log fields for every flow (index = pcapstate flow id).
 
-    ``conn_state``: object array of str; ``history``: object array of str, None
+    ``conn_state``: object array of str (``conn_state_code``: its index into
+    CONN_STATES); ``history``: object array of str, None
     where Zeek logs ``-``; ``orig_is_client``: bool, Zeek's originator is
     pcapstate's client; ``orig_pkts``, ``resp_pkts``, ``missed_bytes``: int64;
     ``duration``: float64 seconds, NaN where Zeek logs ``-`` (zero duration);
@@ -147,7 +142,7 @@ def zeek_summary(tracking, *, validate_checksums: bool = True,
     bool, Zeek gives later packets of the flow to further connections (a new
     SYN, or one of its timers ended the first), which this summary leaves out.
     """
-    return summarise_packets(packet_matrix(tracking), tracking.conversations.order,
+    return summarise_packets(packet_inputs(tracking), tracking.conversations.order,
                              len(tracking.result.connections), port_mask(likely_server_ports), validate_checksums)
 
 
@@ -158,13 +153,13 @@ def port_mask(ports) -> np.ndarray:
     return mask
 
 
-def summarise_packets(pk: np.ndarray, order: np.ndarray, n_conn: int, server_port: np.ndarray,
+def summarise_packets(packets: tuple, order: np.ndarray, n_conn: int, server_port: np.ndarray,
                       validate: bool) -> dict[str, np.ndarray]:
-    """:func:`zeek_summary` over the pass's inputs: the packet matrix, the replay order, a port mask."""
+    """:func:`zeek_summary` over the pass's inputs: :func:`packet_inputs`, the replay order, a port mask."""
     room = HISTORY_ROOM
     while True:  # twice at most: the first run counts the letters of the longest history
         ends, conn = new_endpoints(2 * n_conn), new_connections(n_conn, room)
-        run(pk, order, ends, conn, server_port, bool(validate))
+        run(*packets, order, ends, conn, server_port, bool(validate))
         longest = int(conn[:, C_LETTERS].max(initial=0))
         if longest <= room:
             return _summarise(ends, conn)
@@ -191,6 +186,7 @@ def _summarise(ends: np.ndarray, conn: np.ndarray) -> dict[str, np.ndarray]:
     logged = duration_ns > 0
     return {
         "conn_state": np.array(CONN_STATES, dtype=object)[states],
+        "conn_state_code": states,
         "history": histories(hist),
         "orig_is_client": conn[:, C_ORIG_SIDE] == 0,
         "orig_pkts": ends[orig, E_PKTS],
@@ -203,5 +199,5 @@ def _summarise(ends: np.ndarray, conn: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-__all__ = ["CONN_STATES", "LIKELY_SERVER_PORTS", "ZeekState", "conn_state", "packet_matrix", "port_mask",
+__all__ = ["CONN_STATES", "LIKELY_SERVER_PORTS", "ZeekState", "conn_state", "packet_inputs", "port_mask",
            "summarise_packets", "zeek_summary"]

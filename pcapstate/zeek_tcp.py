@@ -32,6 +32,7 @@ from enum import IntEnum
 import numpy as np
 
 from pcapstate.jit import entry, njit
+from pcapstate.replay import PK_ACK, PK_DPORT, PK_FLAGS, PK_LEN, PK_SEQ, PK_SPORT, PK_TS, R_CONN, R_SIDE
 from pcapstate.zeek_seq import (
     ACK, CLOSED, E_BAD_SUMS, E_CLOSED, E_FIN_SEQ, E_FINS, E_GAPS, E_LAST, E_LAST_FIN, E_LAST_RST, E_LAST_SYN,
     E_MISSED, E_PKTS, E_PREV, E_RSTS, E_RXMITS, E_SEEN, E_START, E_STATE, E_WIN0S, E_WRAPS, ESTABLISHED, FIN,
@@ -66,9 +67,9 @@ H_SYN, H_FIN, H_RST, H_FIN_RST, H_DATA, H_ACK, H_MULTI = 0x1, 0x2, 0x4, 0x8, 0x1
 L_A, L_C, L_D, L_F, L_G, L_H, L_I, L_Q, L_R, L_S, L_T, L_W, L_FLIP = (ord(c) for c in "ACDFGHIQRSTW^")
 LOWER = 32
 
-# packet matrix rows, one column per packet-table row (each field a contiguous copy)
-P_CONN, P_SIDE, P_FLAGS, P_SEQ, P_ACK, P_LEN, P_TS, P_WIN, P_SPORT, P_DPORT, P_TRUNC, P_BAD = range(12)
-N_P = 12
+# The pass reads the replay's own inputs and outputs, no copy of its own: ``pk``, the replay's packet
+# matrix (pcapstate.replay.PK_* columns), ``rows``, its per-row output (R_CONN: the flow, R_SIDE: the
+# sender), and three packet-table columns, ``win`` (window), ``trunc`` (truncated) and ``bad`` (bad_checksum).
 # connection columns, then the history letters
 (C_ORIG_SIDE, C_SEEN, C_START, C_LAST, C_DONE, C_ACTIVE, C_PARTIAL, C_TIMEOUT, C_ATTEMPT_AT, C_DELETE_AT,
  C_PCLOSE_AT, C_RESET_AT, C_LETTERS) = range(13)
@@ -89,26 +90,28 @@ def history_codes(conn: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(conn[:, C_HISTORY:], dtype="<i8").view(np.uint8)
 
 
-@entry("i8[:, ::1]", "i8[::1]", "i8[:, ::1]", "i8[:, ::1]", "b1[::1]", "b1")
-def run(pk: np.ndarray, order: np.ndarray, ends: np.ndarray, conn: np.ndarray, server_port: np.ndarray,
-        validate: bool) -> None:
+@entry("i8[:, ::1]", "i8[:, ::1]", "u2[::1]", "b1[::1]", "b1[::1]", "i8[::1]", "i8[:, ::1]", "i8[:, ::1]",
+       "b1[::1]", "b1")
+def run(pk: np.ndarray, rows: np.ndarray, win: np.ndarray, trunc: np.ndarray, bad: np.ndarray, order: np.ndarray,
+        ends: np.ndarray, conn: np.ndarray, server_port: np.ndarray, validate: bool) -> None:
     """Every packet-table row in replay order: Zeek's connection for it, its checksum, then Process."""
     for i in range(order.shape[0]):
         # int(): free when compiled; as plain Python, indexing and arithmetic with ints are faster
         row = int(order[i])
-        k, flags = int(pk[P_CONN, row]), int(pk[P_FLAGS, row])
+        k, flags = int(rows[row, R_CONN]), int(pk[row, PK_FLAGS])
         if k < 0 or conn[k, C_DONE] == 1:
             continue
         if conn[k, C_ORIG_SIDE] < 0:
-            open_connection(pk, row, conn, server_port)
-        elif removed_before(ends, conn, k, int(pk[P_TS, row])) or is_reuse(ends, conn, k, flags, int(pk[P_SEQ, row])):
+            open_connection(pk, rows, row, conn, server_port)
+        elif removed_before(ends, conn, k, int(pk[row, PK_TS])) or is_reuse(ends, conn, k, flags,
+                                                                              int(pk[row, PK_SEQ])):
             conn[k, C_DONE] = 1  # the rest of the flow belongs to later Zeek connections
             continue
-        e = 2 * k + int(pk[P_SIDE, row])
-        if validate and pk[P_BAD, row] and not pk[P_TRUNC, row]:
+        e = 2 * k + int(rows[row, R_SIDE])
+        if validate and bad[row] and not trunc[row]:
             scaled(ends, conn, e, E_BAD_SUMS, L_C)  # ValidateChecksum drops the packet
             continue
-        process(pk, row, ends, conn, k, e)
+        process(pk, win, trunc, row, ends, conn, k, e)
 
 
 # -- history
@@ -189,12 +192,12 @@ def update_history(ends: np.ndarray, conn: np.ndarray, e: int, flags: int, rel: 
 
 # -- connections and their lifetime
 @njit
-def open_connection(pk: np.ndarray, row: int, conn: np.ndarray, server_port: np.ndarray) -> None:
+def open_connection(pk: np.ndarray, rows: np.ndarray, row: int, conn: np.ndarray, server_port: np.ndarray) -> None:
     """NewConn + WantConnection: the first packet's sender originates, unless it looks like the server."""
-    k, side, t = pk[P_CONN, row], pk[P_SIDE, row], pk[P_TS, row]
+    k, side, t = rows[row, R_CONN], rows[row, R_SIDE], pk[row, PK_TS]
     conn[k, C_ORIG_SIDE], conn[k, C_SEEN], conn[k, C_START], conn[k, C_LAST], conn[k, C_DONE] = side, 0, t, t, 0
     conn[k, C_ACTIVE], conn[k, C_PARTIAL], conn[k, C_TIMEOUT] = 1, 0, HANDSHAKE_TIMEOUT
-    flags, sport, dport = int(pk[P_FLAGS, row]), int(pk[P_SPORT, row]), int(pk[P_DPORT, row])
+    flags, sport, dport = int(pk[row, PK_FLAGS]), int(pk[row, PK_SPORT]), int(pk[row, PK_DPORT])
     if (not flags & SYN or flags & ACK) and server_port[sport]:
         if not server_port[dport] or (not flags & SYN and sport < dport):
             conn[k, C_ORIG_SIDE] = 1 - side
@@ -244,10 +247,11 @@ def flip(conn: np.ndarray, k: int) -> None:
 
 # -- one packet
 @njit
-def process(pk: np.ndarray, row: int, ends: np.ndarray, conn: np.ndarray, k: int, e: int) -> None:
+def process(pk: np.ndarray, win: np.ndarray, trunc: np.ndarray, row: int, ends: np.ndarray, conn: np.ndarray,
+            k: int, e: int) -> None:
     """TCPSessionAdapter::Process: one valid packet sent by endpoint ``e``."""
-    flags, seq, ack, length = int(pk[P_FLAGS, row]), int(pk[P_SEQ, row]), int(pk[P_ACK, row]), int(pk[P_LEN, row])
-    t, peer = int(pk[P_TS, row]), e ^ 1
+    flags, seq, ack, length = int(pk[row, PK_FLAGS]), int(pk[row, PK_SEQ]), int(pk[row, PK_ACK]), int(pk[row, PK_LEN])
+    t, peer = int(pk[row, PK_TS]), e ^ 1
     if not ends[e, E_SEEN]:  # SetPartialStatus
         if is_orig(conn, e):
             conn[k, C_PARTIAL] = int(not flags & SYN or bool(flags & ACK))
@@ -258,7 +262,7 @@ def process(pk: np.ndarray, row: int, ends: np.ndarray, conn: np.ndarray, k: int
     init_endpoint(ends, e, flags, seq, end)
     rel, underflow = relative_seq(seq, int(ends[e, E_LAST]), int(ends[e, E_WRAPS]), int(ends[e, E_START]))
     update_history(ends, conn, e, flags, rel, length)
-    if pk[P_WIN, row] == 0 and not flags & RST and ends[peer, E_STATE] != CLOSED and ends[e, E_STATE] != RESET:
+    if win[row] == 0 and not flags & RST and ends[peer, E_STATE] != CLOSED and ends[e, E_STATE] != RESET:
         scaled(ends, conn, e, E_WIN0S, L_W)
     if not (ends[e, E_CLOSED] and ends[peer, E_CLOSED]):
         conn[k, C_LAST] = t
@@ -275,7 +279,7 @@ def process(pk: np.ndarray, row: int, ends: np.ndarray, conn: np.ndarray, k: int
         if first_gap > 0 or second_gap > 0:  # rare: spares the common packet two calls
             gap(ends, conn, peer, first_gap)
             gap(ends, conn, peer, second_gap)
-    if length > 0 and not pk[P_TRUNC, row] and not flags & RST and not underflow:
+    if length > 0 and not trunc[row] and not flags & RST and not underflow:
         data_sent(ends, e, rel + 1 if flags & SYN else rel, length)
     ends[e, E_PKTS] += 1
     ends[e, E_SEEN] = 1

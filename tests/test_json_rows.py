@@ -60,6 +60,31 @@ def test_every_table_of_every_sample_zeek_trace_and_synthetic_capture_is_pandas_
     assert compared > 20000
 
 
+def test_the_columnar_tables_print_as_their_dataframes_do(synth):
+    """What the command line prints (Analysis.columnar, no pandas) is to_json of the documented DataFrames."""
+    for path in microsecond_captures()[:20] + [synth]:
+        try:
+            analysis = pcapstate.analyze(path)
+        except pcapstate.errors.PcapstateError:
+            continue
+        for name in TABLES:
+            columns = analysis.columnar(name)
+            assert ours(columns) == table_json(getattr(analysis, name)), f"{path.name}: {name}"
+
+
+def test_json_output_never_imports_pandas():
+    import subprocess
+    import sys
+
+    code = ("import sys; from pcapstate.cli import main\n"
+            "try:\n    main(['analyze', sys.argv[1], '--format', 'json', '-o', '/dev/null'])\n"
+            "except SystemExit:\n    pass\n"
+            "print('pandas' in sys.modules, file=sys.stderr)")
+    result = subprocess.run([sys.executable, "-c", code, str(REPO / "samples" / "data_loss.pcap")],
+                            capture_output=True, text=True)
+    assert result.stderr.strip().splitlines()[-1] == "False"
+
+
 def test_nanosecond_captures_keep_their_nanoseconds():
     analysis = pcapstate.analyze(REPO / "tests" / "data" / "formats" / "two_interfaces.pcapng")
     frame = analysis.transitions

@@ -24,7 +24,7 @@ from builder import Talk
 from synthetic import write_synthetic
 from pcapstate import jit
 from pcapstate.analysis import analyze
-from pcapstate.zeek import HISTORY_ROOM, LIKELY_SERVER_PORTS, packet_matrix, port_mask, zeek_summary
+from pcapstate.zeek import HISTORY_ROOM, LIKELY_SERVER_PORTS, packet_inputs, port_mask, zeek_summary
 from pcapstate.zeek_tcp import run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,7 +83,7 @@ def summaries(tmp_path_factory) -> dict[str, tuple[dict, dict]]:
         for validate in (True, False):
             label = f"{name} validate={validate}"
             compiled[label] = zeek_summary(tracking, validate_checksums=validate)
-            cases[label] = (packet_matrix(tracking), tracking.conversations.order,
+            cases[label] = (packet_inputs(tracking), tracking.conversations.order,
                             len(tracking.result.connections), port_mask(LIKELY_SERVER_PORTS), validate)
     plain = plain_python(cases, directory)
     return {label: (compiled[label], plain[label]) for label in compiled}

@@ -29,7 +29,7 @@ DECODERS = ("dpkt", "dpkt-reference", "pyshark")
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-def read_capture(path, decoder: str = "dpkt", progress=None) -> PacketTable:
+def read_capture(path, decoder: str = "dpkt", progress=None, options: bool = True) -> PacketTable:
     """Decode every TCP packet of the capture at ``path``.
 
     Raises a :class:`pcapstate.errors.PcapstateError` subclass when the file is
@@ -42,42 +42,53 @@ def read_capture(path, decoder: str = "dpkt", progress=None) -> PacketTable:
     trace by :func:`pcapstate.decode.capture_set.read_capture_set` (files in
     order of their first packet, packets merged in timestamp order; a file that
     cannot be read is skipped with a warning naming it).
+
+    ``options=False`` leaves out the columns only a packet listing prints
+    (:data:`pcapstate.table.OPTION_COLUMNS`: TCP options, SACK blocks): the
+    analysis never reads them, and the fast decoder then never writes them.
     """
     if isinstance(path, (list, tuple)):
         from pcapstate.decode.capture_set import read_capture_set
 
-        return read_capture_set(path, decoder=decoder, progress=progress)
-    table, _content = read_file(os.fspath(path), decoder, progress)
+        return read_capture_set(path, decoder=decoder, progress=progress, options=options)
+    table, _content = read_file(os.fspath(path), decoder, progress, options)
     return table
 
 
-def read_file(path: str, decoder: str = "dpkt", progress=None) -> tuple[PacketTable, object]:
+def read_file(path: str, decoder: str = "dpkt", progress=None, options: bool = True) -> tuple[PacketTable, object]:
     """One capture file's table, and its bytes as decoded (None through tshark)."""
     if decoder == "pyshark":
         from pcapstate.decode.tshark import read_with_tshark
 
-        return read_with_tshark(path), None
+        table = read_with_tshark(path)
+        return (table if options else table.without_options()), None
     if decoder not in DECODERS:
         raise ValueError(f"unknown decoder {decoder!r}; choose from {', '.join(DECODERS)}")
     content, warnings = _load(path)
-    table = decode_bytes(content, path, progress, fast=None if decoder == "dpkt" else False)
+    table = decode_bytes(content, path, progress, fast=None if decoder == "dpkt" else False, options=options)
     table.stats.warnings[:0] = warnings
     return table, content
 
 
-def decode_bytes(content, source: str = "", progress=None, fast: bool | None = None) -> PacketTable:
+def decode_bytes(content, source: str = "", progress=None, fast: bool | None = None,
+                 options: bool = True) -> PacketTable:
     """Decode a capture already in memory (pcap, pcapng or tcpdump text).
 
     pcap and pcapng go through the fast path when the JIT is on (``fast=None``),
     always (``True``: as plain Python when it is off), or never (``False``: the
-    dpkt reference decoder alone).
+    dpkt reference decoder alone).  ``options``: as :func:`read_capture`.
     """
+    table = _decode_bytes(content, source, progress, fast, options)
+    return table if options else table.without_options()
+
+
+def _decode_bytes(content, source: str, progress, fast: bool | None, options: bool) -> PacketTable:
     from pcapstate.decode.records import sniff_format
 
     head = bytes(content[:4096])
     kind = sniff_format(head)
     if kind is not None:
-        return _decode_binary(content, source, progress, fast)
+        return _decode_binary(content, source, progress, fast, options)
     from pcapstate.decode.text import decode_text, looks_like_tcpdump_text
 
     if looks_like_tcpdump_text(head):
@@ -118,7 +129,7 @@ def _gunzip(compressed: bytes) -> tuple[bytes, list[str]]:
         return data, [f"gzip stream damaged or truncated ({error}); decoded the {len(data)} bytes recovered"]
 
 
-def _decode_binary(content, source: str, progress=None, fast: bool | None = None) -> PacketTable:
+def _decode_binary(content, source: str, progress=None, fast: bool | None = None, options: bool = True) -> PacketTable:
     from pcapstate.decode.layers import SUPPORTED_LINKTYPES, decode_record, linktype_name
     from pcapstate.decode.records import pcap_linktype, read_records
 
@@ -128,7 +139,7 @@ def _decode_binary(content, source: str, progress=None, fast: bool | None = None
     if fast or (fast is None and jit.ENABLED):
         from pcapstate.decode.fast import decode_fast
 
-        return decode_fast(content, source, progress)
+        return decode_fast(content, source, progress, options)
     builder = TableBuilder(source)
     stats = builder.stats
     unsupported: dict[int, int] = {}

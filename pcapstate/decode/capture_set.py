@@ -127,7 +127,7 @@ def describe(specs: Sequence[str], files: int, named: int | None = None) -> str:
 
 
 def read_capture_set(paths: Sequence, decoder: str = "dpkt", progress=None, source: str | None = None,
-                     specs: Sequence[str] | None = None) -> PacketTable:
+                     specs: Sequence[str] | None = None, options: bool = True) -> PacketTable:
     """Read the files ``paths`` (no directories or patterns: see :func:`expand`) as one trace.
 
     Every file that can be read is decoded as ``read_capture`` would decode it
@@ -151,7 +151,7 @@ def read_capture_set(paths: Sequence, decoder: str = "dpkt", progress=None, sour
     for path in paths:
         shifted = None if progress is None else _Shifted(progress, done_bytes, sum(m[1].stats.records for m in members))
         try:
-            table, content = read_file(path, decoder, shifted)
+            table, content = read_file(path, decoder, shifted, options)
         except DecoderUnavailableError:
             raise
         except PcapstateError as error:

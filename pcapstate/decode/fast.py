@@ -66,12 +66,16 @@ class Parsed:
     unsupported: dict[int, int]  # link type -> records of it (pcapng interfaces)
 
 
-def decode_fast(content, source: str = "", progress=None) -> PacketTable:
-    """The packet table of a pcap or pcapng file held in ``content`` (bytes or mmap)."""
+def decode_fast(content, source: str = "", progress=None, options: bool = True) -> PacketTable:
+    """The packet table of a pcap or pcapng file held in ``content`` (bytes or mmap).
+
+    ``options=False``: the option columns (``table.OPTION_COLUMNS``) are never
+    written, so their pages never take memory (the caller drops them).
+    """
     from pcapstate.decode import _report_unsupported
 
     stats = DecodeStats()
-    parsed = parse_capture(content, stats, progress)
+    parsed = parse_capture(content, stats, progress, options)
     stats.records = len(parsed.status)
     if progress is not None:
         progress.update(len(content), stats.records)
@@ -81,23 +85,23 @@ def decode_fast(content, source: str = "", progress=None) -> PacketTable:
     return PacketTable(_merge(parsed.columns, parsed.rows, fallback), stats, source)
 
 
-def parse_capture(content, stats: DecodeStats, progress=None) -> Parsed:
+def parse_capture(content, stats: DecodeStats, progress=None, options: bool = True) -> Parsed:
     """Steps 1 and 2 over the whole file; framing warnings go to ``stats``."""
     buf = np.frombuffer(content, dtype=np.uint8)
     kind = sniff_format(bytes(buf[:4]))
-    parsed = _parse_pcap(content, buf, stats, progress) if kind == "pcap" and len(buf) >= 24 else None
+    parsed = _parse_pcap(content, buf, stats, progress, options) if kind == "pcap" and len(buf) >= 24 else None
     if parsed is not None:
         return parsed
     frames, originals = (_frame_pcapng(buf) if kind == "pcapng" else None), {}
     if frames is None:
         frames, originals = _frame_in_python(content, stats)
-    return _parse_frames(content, buf, frames, originals)
+    return _parse_frames(content, buf, frames, originals, options)
 
 
 # --- pcap: one compiled walk ---------------------------------------------------------
 
 
-def _parse_pcap(content, buf: np.ndarray, stats: DecodeStats, progress=None) -> Parsed | None:
+def _parse_pcap(content, buf: np.ndarray, stats: DecodeStats, progress=None, options: bool = True) -> Parsed | None:
     """The whole pcap file in one compiled walk, or None when it needs records.py's repairs.
 
     The walk stops every ``_CHUNK`` records (a shorter ``status`` makes it
@@ -113,7 +117,8 @@ def _parse_pcap(content, buf: np.ndarray, stats: DecodeStats, progress=None) -> 
     while True:
         columns, status, fallback_at = room
         chunk = status[:state[1] + _CHUNK]
-        *state, more_cut, how = parse_records(buf, _NO_FRAMES, header, tuple(state), columns, chunk, fallback_at)
+        *state, more_cut, how = parse_records(buf, _NO_FRAMES, header, tuple(state), columns, chunk, fallback_at,
+                                              options)
         cut += more_cut
         if how != FULL:
             break
@@ -196,11 +201,12 @@ def _frame_in_python(content, stats: DecodeStats) -> tuple[Frames, dict[int, Rec
     return Frames(*arrays, np.asarray(linktypes, dtype=np.int32)), originals
 
 
-def _parse_frames(content, buf: np.ndarray, frames: Frames, originals: dict[int, Record]) -> Parsed:
+def _parse_frames(content, buf: np.ndarray, frames: Frames, originals: dict[int, Record],
+                  options: bool = True) -> Parsed:
     status = np.empty(len(frames.offset), np.uint8)
     columns = allocate_columns(len(status))
     _pos, _records, rows, _fallbacks, _cut, _how = parse_records(buf, frames, _READ_FRAMES, (0, 0, 0, 0), columns,
-                                                                 status, np.empty(len(status), np.int64))
+                                                                 status, np.empty(len(status), np.int64), options)
     status[list(originals)] = FALLBACK  # records the arrays could not describe
     decoded = (status != FALLBACK) & (status != UNSUPPORTED)
     cut = int(np.count_nonzero(decoded & (frames.wire_len > frames.caplen)))

@@ -304,8 +304,9 @@ def _pcap_record(buf, pos, little, nano, limit):
     return END, pos + 16, incl, max(orig, incl), ts_ns
 
 
-@entry(READONLY_BYTES, FRAMES, ("b1", "b1", "b1", "i8", "i8"), ("i8", "i8", "i8", "i8"), COLUMNS, "u1[::1]", "i8[::1]")
-def parse_records(buf, frames, pcap, state, cols, status, fallback_at):
+@entry(READONLY_BYTES, FRAMES, ("b1", "b1", "b1", "i8", "i8"), ("i8", "i8", "i8", "i8"), COLUMNS, "u1[::1]", "i8[::1]",
+       "b1")
+def parse_records(buf, frames, pcap, state, cols, status, fallback_at, options):
     """Parse records into TCP rows (packed at the top of ``cols``) and outcomes (``status``).
 
     The records are those of ``frames``, or, when ``pcap`` = (True, little-endian,
@@ -315,7 +316,8 @@ def parse_records(buf, frames, pcap, state, cols, status, fallback_at):
     ``cols`` and ``fallback_at`` (where each FALLBACK record starts) earlier
     calls filled.  Returns (byte offset, records, rows, fallbacks, cut, how):
     ``cut`` counts records not left to dpkt whose wire length exceeds what was
-    captured; ``how`` is END, FULL, or why a pcap walk stopped.
+    captured; ``how`` is END, FULL, or why a pcap walk stopped.  Without
+    ``options`` the option columns (``table.OPTION_COLUMNS``) are left untouched.
 
     Every column is written here, from arrays unpacked before the loop: numba
     counts a reference each time an array is taken out of a tuple or handed to
@@ -348,15 +350,16 @@ def parse_records(buf, frames, pcap, state, cols, status, fallback_at):
                 _u32(buf, tcp_at + 8)
             flags[r], window[r] = _u16(buf, tcp_at + 12) & 0x1FF, _u16(buf, tcp_at + 14)
             payload_len[r], truncated[r], bad_checksum[r] = found[4], found[5], found[6]
-            mss[r], wscale[r], sack_permitted[r], ts_val[r], ts_ecr[r] = found[7], found[8], found[9], found[10], \
-                found[11]
-            has_timestamps[r], sack_count[r], known[r] = found[12], found[13], _KNOWN_ALL
             addr_len = 4 if family == _IP4 else 16
             for k in range(16):
                 src_ip[r, np.uint64(k)] = _address_byte(buf, addr_at, addr_len, k)
                 dst_ip[r, np.uint64(k)] = _address_byte(buf, addr_at + addr_len, addr_len, k)
-            for block in range(MAX_SACK_BLOCKS):
-                sack[r, np.uint64(block), 0], sack[r, np.uint64(block), 1] = _sack_block(buf, found, block)
+            if options:
+                mss[r], wscale[r], sack_permitted[r], ts_val[r], ts_ecr[r] = found[7], found[8], found[9], \
+                    found[10], found[11]
+                has_timestamps[r], sack_count[r], known[r] = found[12], found[13], _KNOWN_ALL
+                for block in range(MAX_SACK_BLOCKS):
+                    sack[r, np.uint64(block), 0], sack[r, np.uint64(block), 1] = _sack_block(buf, found, block)
             rows += 1
         elif found[0] == FALLBACK:
             fallback_at[np.uint64(fallbacks)] = start

@@ -1,8 +1,10 @@
 """Machine-readable output: ``--format json|jsonl|csv|parquet`` and where it goes.
 
-Every writer takes the tables a command produces (a dict of name to DataFrame,
-in output order) and writes them unchanged, one record per DataFrame row with
-the DataFrame's column names:
+Every writer takes the tables a command produces (a dict of name to
+:class:`~pcapstate.columns.Table`, or DataFrame, in output order) and writes
+them unchanged, one record per row with the documented column names (those of
+the DataFrames :mod:`pcapstate.analysis` gives); json, jsonl and csv never
+import pandas:
 
 * ``json``: one document ``{"schema": "pcapstate/1", "source": …, "<table>": [records]}``
   (:mod:`pcapstate.report.jsonout`), to ``-o FILE`` or standard output.
@@ -34,8 +36,11 @@ import sys
 from pathlib import Path
 from typing import IO
 
+import numpy as np
+
+from pcapstate.columns import Table
 from pcapstate.errors import PcapstateError
-from pcapstate.report.jsonout import SCHEMA, column_values, iso_utc, write_json
+from pcapstate.report.jsonout import COLUMN_TYPES, SCHEMA, as_table, column_values, from_pandas_column, write_json
 
 FORMATS = ("json", "jsonl", "csv", "parquet")
 _SUFFIX = {"csv": ".csv", "parquet": ".parquet"}
@@ -73,39 +78,38 @@ def write_tables(fmt: str, tables: dict, output: str | None, source: str = "",
 def write_jsonl(tables: dict, out: IO[str], source: str = "") -> None:
     """One JSON object per line: a ``meta`` line, then every record with its ``table``."""
     out.write(_json_line({"table": "meta", "schema": SCHEMA, "source": source}))
-    for name, frame in tables.items():
-        columns = [column_values(frame[column]) for column in frame.columns]
+    for name, table in tables.items():
+        table = as_table(table)
+        columns = [column_values(table[column]) for column in table.names]
         for values in zip(*columns):
-            out.write(_json_line({"table": name, **dict(zip(frame.columns, values))}))
+            out.write(_json_line({"table": name, **dict(zip(table.names, values))}))
 
 
-def write_csv(frame, out: IO[str]) -> None:
+def write_csv(table, out: IO[str]) -> None:
     """One table as CSV with a header row (value conventions: module docstring)."""
+    table = as_table(table)
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(list(frame.columns))
-    columns = [csv_values(frame[name]) for name in frame.columns]
+    writer.writerow(table.names)
+    columns = [csv_values(table[name]) for name in table.names]
     writer.writerows(zip(*columns))
 
 
-def write_parquet(frame, path: Path) -> None:
+def write_parquet(table, path: Path) -> None:
     """One table as a parquet file (pyarrow; the pandas metadata restores the dtypes)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
-    pq.write_table(table, path)
+    frame = table.to_pandas() if isinstance(table, Table) else table.reset_index(drop=True)
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
 
 
-def csv_values(series) -> list[str]:
-    """One column as CSV fields."""
-    import pandas as pd
-
-    dtype = series.dtype
-    if isinstance(dtype, pd.DatetimeTZDtype):
-        return ["" if v is pd.NaT else iso_utc(v.value) for v in series]
-    if pd.api.types.is_float_dtype(dtype) and not isinstance(dtype, pd.CategoricalDtype):
-        return ["" if v != v else repr(float(v)) for v in series.tolist()]
-    return [_csv_field(v) for v in column_values(series)]
+def csv_values(column) -> list[str]:
+    """One column (a Table's, or a DataFrame's) as CSV fields."""
+    if not isinstance(column, (np.ndarray, *COLUMN_TYPES)):
+        column = from_pandas_column(column)
+    if isinstance(column, np.ndarray) and column.dtype.kind == "f":
+        return ["" if v != v else repr(v) for v in column.astype(np.float64).tolist()]
+    return [_csv_field(v) for v in column_values(column)]
 
 
 def _csv_field(value) -> str:

@@ -1,15 +1,17 @@
-"""A compiled writer of a DataFrame as JSON records, byte for byte what pandas writes.
+"""A compiled writer of a table as JSON records, byte for byte what pandas' ``to_json`` writes.
 
 ``DataFrame.to_json(orient="records")`` spends most of a large analysis's
 time: a million transitions take it seconds, building every value through
-Python-level machinery.  Here each column becomes one of four plain arrays,
-and one compiled loop (:mod:`pcapstate.jit`) prints the rows, a chunk at a
-time, so the document never sits in memory whole:
+Python-level machinery.  Here each column of a :class:`pcapstate.columns.Table`
+(no pandas needed) becomes one of four plain arrays, and one compiled loop
+(:mod:`pcapstate.jit`) prints the rows, a chunk at a time, so the document
+never sits in memory whole:
 
 * ``CODES``: an index into a table of already encoded JSON values, -1 for
   null.  Categoricals, booleans, strings and other objects go this way; each
-  distinct value is encoded once by pandas' own encoder (``ujson_dumps``), so
-  strings are escaped exactly as ``to_json`` escapes them.
+  distinct value is encoded once, escaped as pandas' encoder (ujson) escapes
+  it (:func:`encode_string`: Python's JSON escaping, plus ``\\/``), floats in
+  lists printed by the compiled float printer.
 * ``INT``: int64 values with a null mask (nullable ``Int64`` has nulls).
 * ``FLOAT``: float64, printed as pandas' encoder prints them with
   ``double_precision=6`` (NaN as null).
@@ -18,19 +20,22 @@ time, so the document never sits in memory whole:
 
 pandas' float printing leaves plain decimals for exponents beyond 1e16 and
 below 1e-15; :func:`supported` says when a table holds such a value (or a
-dtype this writer does not know) so the caller uses ``to_json`` instead.
+time before 1970) so the caller uses ``to_json`` instead.
 ``tests/test_json_rows.py`` checks the bytes against ``to_json``.
 """
 from __future__ import annotations
 
+import re
+from json.encoder import encode_basestring, encode_basestring_ascii
 from typing import IO
 
 import numpy as np
 
+from pcapstate.columns import Categories, Nullable, Objects, Table, Texts, Times
 from pcapstate.jit import entry, njit
 
 CODES, INT, FLOAT, TIME = 0, 1, 2, 3
-CHUNK_ROWS = 1 << 16
+CHUNK_ROWS = 1 << 13  # rows per compiled call: a buffer of a few megabytes
 _FLOAT_WIDTH = 17 + 1 + 6 + 1  # sign, up to 1e16 whole digits, point, six decimals
 _INT_WIDTH = 20
 _TIME_WIDTH = 2 + 26 + 3 + 2  # quotes, 9999-12-31T23:59:59.123456789Z and a 5-digit year's spare
@@ -40,12 +45,9 @@ _NULL = b"null"
 class _Columns:
     """The columns of one table as plain arrays, ready for :func:`_write_rows`."""
 
-    def __init__(self, frame, date_unit: str) -> None:
-        import pandas as pd
-        from pandas.io.json import ujson_dumps
-
-        n = len(frame)
-        names = list(frame.columns)
+    def __init__(self, table: Table, date_unit: str) -> None:
+        n = len(table)
+        names = table.names
         self.kind = np.empty(len(names), dtype=np.int64)
         # Each column's values sit in one row of ``ints`` (codes, integers, times) or ``floats``,
         # row ``slot[j]``; integers and times that may be null have a row of ``null`` (``null_slot[j]``).
@@ -58,89 +60,171 @@ class _Columns:
         self.table_start = np.zeros(len(names), dtype=np.int64)  # first entry of each column's table
         widths = np.zeros(len(names), dtype=np.int64)
         for j, name in enumerate(names):
-            series = frame[name]
-            dtype = series.dtype
+            column = table[name]
             self.table_start[j] = len(encoded)
-            if isinstance(dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(dtype):
-                kind, values, widths[j] = TIME, series.to_numpy(dtype="datetime64[ns]").view(np.int64), _TIME_WIDTH
-            elif isinstance(dtype, pd.CategoricalDtype):
-                kind, values = CODES, series.cat.codes.to_numpy(dtype=np.int64)
-                encoded += [ujson_dumps(str(v), ensure_ascii=False).encode() for v in dtype.categories]
-            elif pd.api.types.is_bool_dtype(dtype) and not series.isna().any():
-                kind, values = CODES, series.to_numpy(dtype=np.int64)
+            missing = None
+            if isinstance(column, Times):
+                kind, values, widths[j], missing = TIME, column.ns, _TIME_WIDTH, column.missing
+            elif isinstance(column, Nullable):
+                kind, values, widths[j], missing = INT, column.values, _INT_WIDTH, column.missing
+            elif isinstance(column, (Categories, Texts)):
+                kind, values = CODES, column.codes
+                encoded += encode_strings([str(v) for v in (column.names if isinstance(column, Categories)
+                                                            else column.values)])
+            elif isinstance(column, Objects):
+                kind = CODES
+                values, uniques = _distinct(column.values)
+                encoded += encode_values(uniques)
+            elif column.dtype == np.bool_:
+                kind, values = CODES, column
                 encoded += [b"false", b"true"]
-            elif pd.api.types.is_integer_dtype(dtype):
-                kind, values, widths[j] = INT, series.to_numpy(dtype=np.int64, na_value=0), _INT_WIDTH
-            elif pd.api.types.is_float_dtype(dtype):
-                kind, values, widths[j] = FLOAT, series.to_numpy(dtype=np.float64), _FLOAT_WIDTH
-            else:  # strings, lists (retry intervals), anything else pandas can encode
-                kind, values = CODES, None
-                values, uniques = _distinct(series.astype(object).to_numpy())
-                encoded += [ujson_dumps(v, ensure_ascii=False, double_precision=6).encode() for v in uniques]
+            elif column.dtype.kind in "iu":
+                kind, values, widths[j] = INT, column, _INT_WIDTH
+            else:
+                kind, values, widths[j] = FLOAT, column, _FLOAT_WIDTH
             self.kind[j] = kind
             store = floats if kind == FLOAT else ints
             self.slot[j] = len(store)
             store.append(values)
-            if kind in (INT, TIME):
-                missing = series.isna().to_numpy()
-                if missing.any():
-                    self.null_slot[j] = len(nulls)
-                    nulls.append(missing)
+            if missing is not None and missing.any():
+                self.null_slot[j] = len(nulls)
+                nulls.append(missing)
             if kind == CODES:
                 entries = encoded[self.table_start[j]:]
                 widths[j] = max([len(_NULL)] + [len(e) for e in entries])
-        self.ints = np.array(ints, dtype=np.int64) if ints else np.zeros((1, n), dtype=np.int64)
-        self.floats = np.array(floats, dtype=np.float64) if floats else np.zeros((1, n), dtype=np.float64)
-        self.null = np.array(nulls, dtype=np.bool_) if nulls else np.zeros((1, n), dtype=np.bool_)
+        # stacked a chunk at a time (:meth:`chunk`), so the whole table is never copied at once
+        self.ints, self.floats, self.nulls = ints, floats, nulls
         self.table = np.frombuffer(b"".join(encoded), dtype=np.uint8) if encoded else np.zeros(1, np.uint8)
         self.table_offsets = np.cumsum([0] + [len(e) for e in encoded]).astype(np.int64)
-        keys = [('{' if j == 0 else ',') + ujson_dumps(name) + ':' for j, name in enumerate(names)]
-        key_bytes = [k.encode() for k in keys]
+        key_bytes = [(('{' if j == 0 else ',') + _string(name) + ':').encode() for j, name in enumerate(names)]
         self.keys = np.frombuffer(b"".join(key_bytes), dtype=np.uint8)
         self.key_offsets = np.cumsum([0] + [len(k) for k in key_bytes]).astype(np.int64)
         self.row_width = int(widths.sum() + len(self.keys) + 2)
         self.nanoseconds = date_unit == "ns"
         self.rows = n
 
+    def chunk(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Rows ``start`` to ``stop`` of the integer, float and null matrices (a row per column)."""
+        def stacked(arrays, dtype):
+            if not arrays:
+                return np.zeros((1, stop - start), dtype=dtype)
+            return np.ascontiguousarray(np.stack([a[start:stop] for a in arrays]), dtype=dtype)
+
+        return stacked(self.ints, np.int64), stacked(self.floats, np.float64), stacked(self.nulls, np.bool_)
+
+
+_PLAIN = re.compile(r'[^"\\/\x00-\x1f\x7f]*')  # nothing Python or ujson would escape (ASCII input)
+
+
+def _string(text: str) -> str:
+    """``text`` as a JSON string, escaped as pandas' encoder (ujson) escapes it: ``/`` too."""
+    return encode_basestring(text).replace("/", "\\/")
+
+
+def encode_string(text: str) -> bytes:
+    """:func:`_string` as UTF-8; a lone surrogate (an undecodable file name) as a \\u escape."""
+    try:
+        return _string(text).encode("utf-8")
+    except UnicodeEncodeError:
+        return encode_basestring_ascii(text).replace("/", "\\/").encode("ascii")
+
+
+def encode_strings(texts: list[str]) -> list[bytes]:
+    """:func:`encode_string` of each; quicker for the usual case, plain ASCII with nothing to escape."""
+    if not texts:
+        return []
+    joined = "".join(texts)
+    if joined.isascii() and _PLAIN.fullmatch(joined):
+        return [b'"' + text.encode("ascii") + b'"' for text in texts]
+    return [encode_string(text) for text in texts]
+
+
+def encode_values(values: list) -> list[bytes]:
+    """Python values (str, bool, int, float, tuples and lists of them) as pandas' encoder prints them."""
+    floats = [v for v in _walk(values) if isinstance(v, float)]
+    texts = iter(float_texts(np.array(floats, dtype=np.float64)))
+    if all(isinstance(v, str) for v in values):
+        return encode_strings(values)
+    return [_encode(v, texts).encode("utf-8", "surrogatepass") if not isinstance(v, str) else encode_string(v)
+            for v in values]
+
+
+def _walk(values):
+    for value in values:
+        if isinstance(value, (tuple, list)):
+            yield from _walk(value)
+        else:
+            yield value
+
+
+def _encode(value, texts) -> str:
+    """One value; ``texts`` yields the printed floats in the order :func:`_walk` meets them."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return next(texts)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, (tuple, list)):
+        return "[" + ",".join(_encode(v, texts) for v in value) + "]"
+    return _string(str(value))
+
+
+def float_texts(values: np.ndarray) -> list[str]:
+    """Each float as pandas prints it with six decimals (:func:`_float6`); NaN as null."""
+    if not len(values):
+        return []
+    buf = np.empty(len(values) * (_FLOAT_WIDTH + 1), dtype=np.uint8)
+    offsets = np.zeros(len(values) + 1, dtype=np.int64)
+    _print_floats(buf, values, offsets)
+    text = buf[:offsets[-1]].tobytes().decode("ascii")
+    bounds = offsets.tolist()
+    return [text[a:b] for a, b in zip(bounds, bounds[1:])]
+
 
 def _distinct(values: np.ndarray) -> tuple[np.ndarray, list]:
     """Codes into the distinct values (-1 for None/NaN), each distinct value to be encoded once."""
-    import pandas as pd
-
+    index: dict = {}
+    codes = np.empty(len(values), dtype=np.int64)
     try:
-        codes, uniques = pd.factorize(values, use_na_sentinel=True)
-        return codes, list(uniques)
+        for k, value in enumerate(values):
+            missing = value is None or (isinstance(value, float) and value != value)
+            codes[k] = -1 if missing else index.setdefault(value, len(index))
+        return codes, list(index)
     except TypeError:  # unhashable values (lists): every row its own entry
         missing = np.array([v is None or (isinstance(v, float) and v != v) for v in values], dtype=bool)
         codes = np.where(missing, -1, np.cumsum(~missing) - 1)
         return codes, [v for v, gone in zip(values, missing) if not gone]
 
 
-def supported(frame) -> bool:
-    """Whether every column is one this writer prints exactly as pandas does."""
-    import pandas as pd
+def supported(table) -> bool:
+    """Whether every column of ``table`` (Table or DataFrame) is one this writer prints exactly as pandas does."""
+    from pcapstate.report.jsonout import as_table
 
-    for name in frame.columns:
-        series = frame[name]
-        if pd.api.types.is_float_dtype(series.dtype):
-            values = np.abs(series.to_numpy(dtype=np.float64))
+    table = as_table(table)
+    for name in table.names:
+        column = table[name]
+        if isinstance(column, np.ndarray) and column.dtype.kind == "f":
+            values = np.abs(column.astype(np.float64))
             finite = values[np.isfinite(values)]
             if len(finite) != int((~np.isnan(values)).sum()):
                 return False  # infinities: pandas raises or prints them its own way
             if (finite > 1e16).any() or ((finite > 0) & (finite < 1e-15)).any():
                 return False  # pandas switches to exponent notation there
-        if isinstance(series.dtype, pd.DatetimeTZDtype):
-            if str(series.dtype.tz) != "UTC":
-                return False
-            ns = series.to_numpy(dtype="datetime64[ns]").view(np.int64)[series.notna().to_numpy()]
+        if isinstance(column, Times):
+            ns = column.ns if column.missing is None else column.ns[~column.missing]
             if len(ns) and ns.min() < 0:
                 return False  # before 1970: left to pandas
     return True
 
 
-def write_records(frame, out: IO[str], date_unit: str) -> None:
-    """Write ``frame`` as a JSON array of records (``to_json(orient="records")``'s bytes)."""
-    columns = _Columns(frame, date_unit)
+def write_records(table, out: IO[str], date_unit: str) -> None:
+    """Write ``table`` (Table or DataFrame) as a JSON array of records (``to_json(orient="records")``'s bytes)."""
+    from pcapstate.report.jsonout import as_table
+
+    columns = _Columns(as_table(table), date_unit)
     out.write("[")
     raw = getattr(out, "buffer", None)  # a text file's bytes underneath: no decoding on the way out
     if raw is not None:
@@ -148,8 +232,9 @@ def write_records(frame, out: IO[str], date_unit: str) -> None:
     buffer = np.empty(min(columns.rows, CHUNK_ROWS) * (columns.row_width + 1) + 16, dtype=np.uint8)
     for start in range(0, columns.rows, CHUNK_ROWS):
         stop = min(start + CHUNK_ROWS, columns.rows)
-        used = _write_rows(buffer, start, stop, columns.kind, columns.slot, columns.null_slot, columns.ints,
-                           columns.floats, columns.null, columns.table, columns.table_offsets, columns.table_start, columns.keys,
+        ints, floats, null = columns.chunk(start, stop)
+        used = _write_rows(buffer, start, stop - start, columns.kind, columns.slot, columns.null_slot, ints, floats,
+                           null, columns.table, columns.table_offsets, columns.table_start, columns.keys,
                            columns.key_offsets, columns.nanoseconds)
         if raw is not None:
             raw.write(memoryview(buffer)[:used])
@@ -162,12 +247,13 @@ def write_records(frame, out: IO[str], date_unit: str) -> None:
 
 
 @entry("u1[::1]", "i8", "i8", "i8[::1]", "i8[::1]", "i8[::1]", "i8[:, ::1]", "f8[:, ::1]", "b1[:, ::1]", "readonly u1[::1]", "i8[::1]", "i8[::1]", "readonly u1[::1]", "i8[::1]", "b1")
-def _write_rows(buf, start, stop, kind, slot, null_slot, ints, floats, null, table, table_offsets, table_start, keys,
+def _write_rows(buf, first, count, kind, slot, null_slot, ints, floats, null, table, table_offsets, table_start, keys,
                 key_offsets, nanoseconds):
-    """Rows ``start`` to ``stop`` as records (a comma before each but the very first); bytes written."""
+    """``count`` rows of the chunk matrices as records, row ``first`` of the table first (a comma before each
+    but the table's very first); bytes written."""
     at = 0
-    for row in range(start, stop):
-        if row > 0:
+    for row in range(count):
+        if first + row > 0:
             buf[at] = 44  # ,
             at += 1
         for j in range(kind.shape[0]):
@@ -192,6 +278,16 @@ def _write_rows(buf, start, stop, kind, slot, null_slot, ints, floats, null, tab
         buf[at] = 125  # }
         at += 1
     return at
+
+
+@entry("u1[::1]", "f8[::1]", "i8[::1]")
+def _print_floats(buf, values, offsets):
+    """Each value as :func:`_float6` prints it (NaN: null), end to end; ``offsets[k + 1]`` ends value k."""
+    at = 0
+    for k in range(values.shape[0]):
+        value = values[k]
+        at = _null(buf, at) if value != value else _float6(buf, at, value)
+        offsets[k + 1] = at
 
 
 @njit

@@ -12,27 +12,33 @@ from typing import IO
 
 import numpy as np
 
+from pcapstate.columns import Categories, Nullable, Objects, Table, Texts, Times
+
+COLUMN_TYPES = (Categories, Nullable, Objects, Texts, Times)
 SCHEMA = "pcapstate/1"
 
 
-def column_values(series) -> list:
-    """One DataFrame column as a list of JSON-ready Python values."""
-    import pandas as pd
-
-    dtype = series.dtype
-    if isinstance(dtype, pd.CategoricalDtype):
-        return [None if v != v else str(v) for v in series.astype(object)]
-    if isinstance(dtype, pd.DatetimeTZDtype):
-        return [iso_utc(v) for v in series.astype("int64").tolist()]
-    if isinstance(dtype, pd.Int64Dtype):
-        return [None if v is pd.NA else int(v) for v in series.astype(object)]
-    if pd.api.types.is_bool_dtype(dtype):
-        return [bool(v) for v in series.tolist()]
-    if pd.api.types.is_float_dtype(dtype):
-        return [None if v != v else round(float(v), 6) for v in series.tolist()]  # microseconds
-    if pd.api.types.is_integer_dtype(dtype):
-        return [int(v) for v in series.tolist()]
-    return [_plain(v) for v in series.astype(object).tolist()]
+def column_values(column) -> list:
+    """One column (of a :class:`~pcapstate.columns.Table`, or a DataFrame's) as JSON-ready Python values."""
+    if not isinstance(column, (np.ndarray, *COLUMN_TYPES)):
+        column = from_pandas_column(column)
+    if isinstance(column, Categories):
+        names = list(column.names) + [None]
+        return [names[c] for c in column.codes.tolist()]  # -1: the None at the end
+    if isinstance(column, Texts):
+        return column.objects().tolist()
+    if isinstance(column, Times):
+        missing = column.missing if column.missing is not None else np.zeros(len(column.ns), dtype=bool)
+        return [None if gone else iso_utc(v) for v, gone in zip(column.ns.tolist(), missing.tolist())]
+    if isinstance(column, Nullable):
+        return [None if gone else v for v, gone in zip(column.values.tolist(), column.missing.tolist())]
+    if isinstance(column, Objects):
+        return [_plain(v) for v in column.values.tolist()]
+    if column.dtype == np.bool_:
+        return column.tolist()
+    if column.dtype.kind == "f":
+        return [None if v != v else round(v, 6) for v in column.astype(np.float64).tolist()]  # microseconds
+    return column.astype(np.int64).tolist() if column.dtype.kind in "iu" else [_plain(v) for v in column.tolist()]
 
 
 def _plain(value):
@@ -45,10 +51,41 @@ def _plain(value):
     return value if isinstance(value, (int, str)) else str(value)
 
 
-def records(frame) -> list[dict]:
-    columns = {name: column_values(frame[name]) for name in frame.columns}
+def records(table) -> list[dict]:
+    """The rows of a table (Table or DataFrame) as dicts of JSON-ready values."""
+    table = as_table(table)
+    columns = {name: column_values(table[name]) for name in table.names}
     names = list(columns)
     return [dict(zip(names, values)) for values in zip(*columns.values())] if names else []
+
+
+def as_table(table) -> Table:
+    """A :class:`~pcapstate.columns.Table` as it is; a DataFrame as one (pandas is then imported already)."""
+    if isinstance(table, Table):
+        return table
+    return Table({name: from_pandas_column(table[name]) for name in table.columns})
+
+
+def from_pandas_column(series):
+    """A DataFrame column as a :mod:`pcapstate.columns` column, for the writers."""
+    import pandas as pd
+
+    dtype = series.dtype
+    if isinstance(dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(dtype):
+        return Times(series.to_numpy(dtype="datetime64[ns]").view(np.int64), series.isna().to_numpy())
+    if isinstance(dtype, pd.CategoricalDtype):
+        return Categories(series.cat.codes.to_numpy(dtype=np.int64), tuple(str(c) for c in dtype.categories),
+                          bool(dtype.ordered))
+    if pd.api.types.is_bool_dtype(dtype) and not series.isna().any():
+        return series.to_numpy(dtype=np.bool_)
+    if pd.api.types.is_integer_dtype(dtype):
+        missing = series.isna().to_numpy()
+        if missing.any():
+            return Nullable(series.to_numpy(dtype=np.int64, na_value=0), missing)
+        return series.to_numpy(dtype=np.int64) if isinstance(dtype, pd.Int64Dtype) else series.to_numpy()
+    if pd.api.types.is_float_dtype(dtype):
+        return series.to_numpy(dtype=np.float64)
+    return Objects(series.astype(object).to_numpy())
 
 
 def iso_utc(ns: int) -> str:
@@ -61,7 +98,7 @@ def iso_utc(ns: int) -> str:
 
 
 def write_json(tables: dict, out: IO[str], source: str = "") -> None:
-    """``tables`` maps a key ("flows", "transitions", …) to a DataFrame.
+    """``tables`` maps a key ("flows", "transitions", …) to a Table (or a DataFrame).
 
     Each table is printed by the compiled records writer
     (:mod:`pcapstate.report.json_rows`), which gives the bytes of pandas'
@@ -76,31 +113,32 @@ def write_json(tables: dict, out: IO[str], source: str = "") -> None:
     out.write("}\n")
 
 
-def write_table(frame, out: IO[str]) -> None:
-    """One table as a JSON array of records (microsecond times unless the capture has nanoseconds)."""
+def write_table(table, out: IO[str]) -> None:
+    """One table (Table or DataFrame) as a JSON array of records (microsecond times unless it has nanoseconds)."""
     from pcapstate.report import json_rows
 
-    if frame.empty:
+    table = as_table(table)
+    if not len(table):
         out.write("[]")
-    elif json_rows.supported(frame):
-        json_rows.write_records(frame, out, _time_unit(frame))
+    elif json_rows.supported(table):
+        json_rows.write_records(table, out, _time_unit(table))
     else:
-        out.write(table_json(frame))
+        out.write(table_json(table.to_pandas()))
 
 
 def table_json(frame) -> str:
-    """pandas' own printing of one table (the reference :mod:`~pcapstate.report.json_rows` matches)."""
+    """pandas' own printing of one DataFrame (the reference :mod:`~pcapstate.report.json_rows` matches)."""
     if frame.empty:
         return "[]"
-    return frame.to_json(orient="records", date_format="iso", date_unit=_time_unit(frame), double_precision=6,
-                         force_ascii=False)
+    return frame.to_json(orient="records", date_format="iso", date_unit=_time_unit(as_table(frame)),
+                         double_precision=6, force_ascii=False)
 
 
-def _time_unit(frame) -> str:
-    import pandas as pd
-
-    for column in frame.columns:
-        if isinstance(frame[column].dtype, pd.DatetimeTZDtype):
-            if (frame[column].astype("int64") % 1000).any():
+def _time_unit(table: Table) -> str:
+    for name in table.names:
+        column = table[name]
+        if isinstance(column, Times):
+            ns = column.ns if column.missing is None else column.ns[~column.missing]
+            if (ns % 1000).any():
                 return "ns"
     return "us"

@@ -1,0 +1,167 @@
+"""Result tables as typed numpy columns: what an analysis computes, before pandas.
+
+Users meet the results as pandas DataFrames (:mod:`pcapstate.analysis`), but
+importing pandas costs about 0.3 s and 80 MB, and building DataFrames copies
+every column.  So the tables are first built here, as plain arrays with just
+enough type to become the documented DataFrame (:meth:`Table.to_pandas`), and
+the command line's json, jsonl and csv writers read them directly
+(:mod:`pcapstate.report`): ``pcapstate analyze --format json`` never imports
+pandas.
+
+A column is one of:
+
+* a numpy array of numbers or booleans: the DataFrame column as it is;
+* :class:`Categories`: codes into names (-1: missing), a pandas Categorical;
+* :class:`Times`: nanoseconds since the epoch, ``datetime64[ns, UTC]``;
+* :class:`Nullable`: int64 values with a missing mask, pandas ``Int64``;
+* :class:`Texts`: codes into distinct strings (-1: None), each written once;
+  pandas' string column, or ``object`` where ``keep_object`` says so;
+* :class:`Objects`: any Python values (tuples of floats, strings, None), ``object``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Categories:
+    codes: np.ndarray  # int, -1 = missing
+    names: tuple
+    ordered: bool = False
+
+    def take(self, rows) -> "Categories":
+        return Categories(self.codes[rows], self.names, self.ordered)
+
+    def to_pandas(self):
+        import pandas as pd
+
+        dtype = pd.CategoricalDtype(list(self.names), ordered=self.ordered)
+        return pd.Categorical.from_codes(np.asarray(self.codes, dtype=np.int64), dtype=dtype)
+
+
+@dataclass(frozen=True)
+class Times:
+    ns: np.ndarray  # int64 nanoseconds since the epoch
+    missing: np.ndarray | None = None  # bool, or None when every row has a time
+
+    def take(self, rows) -> "Times":
+        return Times(self.ns[rows], None if self.missing is None else self.missing[rows])
+
+    def to_pandas(self):
+        import pandas as pd
+
+        times = pd.to_datetime(np.asarray(self.ns, dtype=np.int64), unit="ns", utc=True)
+        return times if self.missing is None else times.where(~self.missing)
+
+
+@dataclass(frozen=True)
+class Nullable:
+    values: np.ndarray  # int64
+    missing: np.ndarray  # bool
+
+    def take(self, rows) -> "Nullable":
+        return Nullable(self.values[rows], self.missing[rows])
+
+    def to_pandas(self):
+        import pandas as pd
+
+        return pd.arrays.IntegerArray(np.asarray(self.values, dtype=np.int64), np.asarray(self.missing, dtype=bool))
+
+
+@dataclass(frozen=True)
+class Texts:
+    codes: np.ndarray  # int, -1 = None
+    values: tuple  # the distinct strings
+    keep_object: bool = False  # an object column in pandas, not its inferred string dtype
+
+    def take(self, rows) -> "Texts":
+        return Texts(self.codes[rows], self.values, self.keep_object)
+
+    def objects(self) -> np.ndarray:
+        lookup = np.array(list(self.values) + [None], dtype=object)
+        return lookup[np.asarray(self.codes, dtype=np.int64)]  # -1: the None at the end
+
+    def to_pandas(self):
+        if self.keep_object:
+            import pandas as pd
+
+            return pd.Series(self.objects(), dtype=object)
+        return self.objects()
+
+
+@dataclass(frozen=True)
+class Objects:
+    values: np.ndarray  # object
+
+    def take(self, rows) -> "Objects":
+        return Objects(self.values[rows])
+
+    def to_pandas(self):
+        import pandas as pd
+
+        return pd.Series(self.values, dtype=object)
+
+
+def texts(strings) -> Texts:
+    """Strings (None: missing) as :class:`Texts`, each distinct one kept once."""
+    index: dict = {}
+    codes = np.fromiter((-1 if s is None else index.setdefault(s, len(index)) for s in strings), dtype=np.int64)
+    return Texts(codes, tuple(index))
+
+
+class Table:
+    """Named columns of equal length, in output order."""
+
+    def __init__(self, columns: dict) -> None:
+        self.columns = dict(columns)
+        lengths = {len(_values(c)) for c in self.columns.values()}
+        assert len(lengths) <= 1, f"columns of different lengths: {lengths}"
+        self.rows = lengths.pop() if lengths else 0
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def __getitem__(self, name: str):
+        return self.columns[name]
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.columns)
+
+    def insert_after(self, after: str, new: dict) -> "Table":
+        """A table with the columns of ``new`` right after column ``after``."""
+        columns = {}
+        for name, column in self.columns.items():
+            columns[name] = column
+            if name == after:
+                columns.update(new)
+        return Table(columns)
+
+    def take(self, rows) -> "Table":
+        """The rows ``rows`` (an index array or a boolean mask), in that order."""
+        return Table({name: column[rows] if isinstance(column, np.ndarray) else column.take(rows)
+                      for name, column in self.columns.items()})
+
+    def flow_rows(self, flow_id: int) -> np.ndarray:
+        """Mask of the rows of one connection (a ``flow`` column; <NA> is no connection's)."""
+        flow = self.columns["flow"]
+        if isinstance(flow, Nullable):
+            return ~flow.missing & (flow.values == flow_id)
+        return np.asarray(flow) == flow_id
+
+    def to_pandas(self):
+        import pandas as pd
+
+        return pd.DataFrame({name: column if isinstance(column, np.ndarray) else column.to_pandas()
+                             for name, column in self.columns.items()})
+
+
+def _values(column):
+    if isinstance(column, np.ndarray):
+        return column
+    for field in ("codes", "ns", "values"):
+        if hasattr(column, field):
+            return getattr(column, field)
+    raise TypeError(f"not a column: {type(column).__name__}")
