@@ -126,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     os.environ["PCAPSTATE_CORE"] = "numba"
+    os.environ["PCAPSTATE_BUILDING_CORE"] = "1"
     from pcapstate import aot
 
     output_dir = args.output_dir or aot.PACKAGE

@@ -17,6 +17,10 @@ import os
 import sys
 from contextlib import contextmanager
 
+# numpy's bundled OpenBLAS starts a thread per core at import, which spin for a while after
+# starting; pcapstate does no linear algebra, and on a two-core machine they take the other core.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import click
 
 from pcapstate import __version__

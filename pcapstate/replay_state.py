@@ -20,7 +20,9 @@ from __future__ import annotations
 
 from collections import namedtuple
 
-from pcapstate.jit import entry, njit
+import numpy as np
+
+from pcapstate.jit import entry, inline
 from pcapstate.machine import NEXT_STATE, STEP_NOTE
 from pcapstate.replay import (
     ACK, C_CLIENT_DIR, C_CONV, C_FIRST_ROW, C_GUESSED, C_LAST_ROW, C_OVER_RST, C_PACKETS, C_SEEN,
@@ -42,16 +44,15 @@ PER_PACKET = 16  # transitions a packet may emit besides those of the segments i
 # --- transitions --------------------------------------------------------------------
 
 
-@njit
+@inline
 def emit(trans, cnt, k, side, ts, row, old, new, cause, evidence):
     i = cnt[K_N_TRANS]
-    t = trans
-    t[i, T_CONN], t[i, T_SIDE], t[i, T_TS], t[i, T_ROW] = k, side, ts, row
-    t[i, T_FROM], t[i, T_TO], t[i, T_CAUSE], t[i, T_EVIDENCE] = old, new, cause, evidence
+    trans[i, T_CONN], trans[i, T_SIDE], trans[i, T_TS], trans[i, T_ROW] = k, side, ts, row
+    trans[i, T_FROM], trans[i, T_TO], trans[i, T_CAUSE], trans[i, T_EVIDENCE] = old, new, cause, evidence
     cnt[K_N_TRANS] = i + 1
 
 
-@njit
+@inline
 def apply(pk, conn, ends, trans, cnt, k, side, event, ts, row, cause, evidence):
     """Step endpoint ``side`` of connection ``k``; record a transition; return the note."""
     e = 2 * k + side
@@ -73,7 +74,7 @@ def apply(pk, conn, ends, trans, cnt, k, side, event, ts, row, cause, evidence):
     return note
 
 
-@njit
+@inline
 def assume(pk, ends, trans, cnt, k, side, state, row, old):
     e = 2 * k + side
     ts = pk[row, PK_TS]
@@ -82,7 +83,7 @@ def assume(pk, ends, trans, cnt, k, side, state, row, old):
     emit(trans, cnt, k, side, ts, row, old, state, CAUSE_ASSUMED, NO_VALUE)
 
 
-@njit
+@inline
 def settle_server(pk, conn, ends, trans, cnt, k, state):
     """Decide the initial state of a server first seen through a client's SYN."""
     conn[k, C_SERVER_UNDECIDED] = 0
@@ -93,7 +94,7 @@ def settle_server(pk, conn, ends, trans, cnt, k, state):
         ends[2 * k + 1, E_STATE] = state
 
 
-@njit
+@inline
 def fire_timers(pk, conn, ends, trans, cnt, k, now):
     """TIME_WAIT endpoints whose 2*MSL ended before ``now`` go to CLOSED."""
     for side in range(2):
@@ -107,7 +108,7 @@ def fire_timers(pk, conn, ends, trans, cnt, k, now):
 # --- connections ----------------------------------------------------------------------
 
 
-@njit
+@inline
 def is_over(conn, ends, k):
     if conn[k, C_OVER_RST] == 1:
         return True
@@ -118,34 +119,35 @@ def is_over(conn, ends, k):
     return True
 
 
-@njit
+@inline
 def open_connection(pk, conn, ends, trans, cnt, current, guess, row):
     k = cnt[K_N_CONN]
     cnt[K_N_CONN] = k + 1
-    c = conn[k]
-    c[C_CONV], c[C_FIRST_ROW], c[C_LAST_ROW], c[C_PACKETS] = pk[row, PK_CONV], row, row, 0
-    c[C_OVER_RST], c[C_SEEN], c[C_SERVER_UNDECIDED] = 0, 0, 0
+    # conn[k, ...] throughout, never a row view: a view is one more reference to count, on every packet
+    conn[k, C_CONV], conn[k, C_FIRST_ROW], conn[k, C_LAST_ROW], conn[k, C_PACKETS] = pk[row, PK_CONV], row, row, 0
+    conn[k, C_OVER_RST], conn[k, C_SEEN], conn[k, C_SERVER_UNDECIDED] = 0, 0, 0
     for side in range(2):
         ends[2 * k + side, E_STATE] = UNKNOWN
         ends[2 * k + side, E_LAST_TS] = pk[row, PK_TS]
     flags = pk[row, PK_FLAGS]
     if is_bare_syn(flags):  # the sender is the client; the server is decided by its reply
-        c[C_CLIENT_DIR], c[C_GUESSED], c[C_START_KIND] = pk[row, PK_DIR], 0, START_SYN
+        conn[k, C_CLIENT_DIR], conn[k, C_GUESSED], conn[k, C_START_KIND] = pk[row, PK_DIR], 0, START_SYN
         ends[2 * k, E_STATE] = CLOSED
-        c[C_SERVER_UNDECIDED] = 1
+        conn[k, C_SERVER_UNDECIDED] = 1
     elif flags & (SYN | ACK | RST | FIN) == SYN | ACK:  # caught mid-handshake
-        c[C_CLIENT_DIR], c[C_GUESSED], c[C_START_KIND] = 1 - pk[row, PK_DIR], 1, START_SYN_ACK
+        conn[k, C_CLIENT_DIR], conn[k, C_GUESSED], conn[k, C_START_KIND] = 1 - pk[row, PK_DIR], 1, START_SYN_ACK
         assume(pk, ends, trans, cnt, k, 0, SYN_SENT, row, UNKNOWN)
         assume(pk, ends, trans, cnt, k, 1, SYN_RCVD, row, UNKNOWN)
     else:  # started before the capture
-        c[C_CLIENT_DIR], c[C_GUESSED], c[C_START_KIND] = guess[pk[row, PK_CONV]], 1, START_MIDSTREAM
+        conn[k, C_CLIENT_DIR], conn[k, C_GUESSED], conn[k, C_START_KIND] = guess[pk[row, PK_CONV]], 1, \
+            START_MIDSTREAM
         assume(pk, ends, trans, cnt, k, 0, ESTABLISHED, row, UNKNOWN)
         assume(pk, ends, trans, cnt, k, 1, ESTABLISHED, row, UNKNOWN)
     current[pk[row, PK_CONV]] = k
     return k
 
 
-@njit
+@inline
 def close_connection(pk, conn, ends, queue, trans, rows, cnt, k, now, row):
     """End connection ``k``: unproven SYN/FINs dropped, held segments applied, timers fired."""
     for side in range(2):
@@ -161,7 +163,7 @@ def close_connection(pk, conn, ends, queue, trans, rows, cnt, k, now, row):
                 apply(pk, conn, ends, trans, cnt, k, side, EV_TIMER_2MSL, now, row, cause, NO_VALUE)
 
 
-@njit
+@inline
 def side_of(pk, conn, k, row):
     return 0 if pk[row, PK_DIR] == conn[k, C_CLIENT_DIR] else 1
 
@@ -169,7 +171,7 @@ def side_of(pk, conn, k, row):
 # --- pending queues -----------------------------------------------------------------
 
 
-@njit
+@inline
 def enqueue(pk, ends, queue, cnt, k, side, row):
     """Add ``row`` to the pending queue of endpoint ``side``; a resent SYN/FIN replaces its copy."""
     e = 2 * k + side
@@ -196,7 +198,7 @@ def enqueue(pk, ends, queue, cnt, k, side, row):
     ends[e, E_QLEN] += 1
 
 
-@njit
+@inline
 def drain(pk, conn, ends, queue, trans, rows, cnt, k, side, evidence_row, final):
     """Apply what endpoint ``side`` has now proved (or, when ``final``, may assume) it received.
 
@@ -205,10 +207,10 @@ def drain(pk, conn, ends, queue, trans, rows, cnt, k, side, evidence_row, final)
     pending (dropped when ``final``).  Entries behind a pending SYN/FIN wait.
     """
     e = 2 * k + side
-    covers = -1
+    covers = np.int64(-1)  # np.int64: a plain -1 is typed as a literal, which inlining cannot widen
     if evidence_row >= 0 and pk[evidence_row, PK_FLAGS] & ACK:
         covers = pk[evidence_row, PK_ACK]
-    node, prev, blocked = ends[e, E_QHEAD], -1, False
+    node, prev, blocked = ends[e, E_QHEAD], np.int64(-1), False
     while node >= 0:
         row, nxt = queue[node, 0], queue[node, 1]
         flags = pk[row, PK_FLAGS]
@@ -233,7 +235,7 @@ def drain(pk, conn, ends, queue, trans, rows, cnt, k, side, evidence_row, final)
         node = nxt
 
 
-@njit
+@inline
 def unlink(ends, queue, e, node, prev):
     """Remove ``node`` (whose predecessor is ``prev``); return the predecessor of the next node."""
     nxt = queue[node, 1]
@@ -250,13 +252,13 @@ def unlink(ends, queue, e, node, prev):
 # --- one packet ------------------------------------------------------------------------
 
 
-@njit
+@inline
 def deliver(pk, conn, ends, trans, rows, cnt, k, side, row, evidence_row):
     """Endpoint ``side`` of connection ``k`` receives the packet at ``row``."""
     flags = pk[row, PK_FLAGS]
     fin_end = ends[2 * k + side, E_FIN_END]
     events = receive_events(flags, new_payload(pk, ends, k, 1 - side, row), pk[row, PK_ACK], fin_end)
-    note = NOTE_NONE
+    note = np.int64(NOTE_NONE)
     for event in events:
         if event >= 0:
             step_note = apply(pk, conn, ends, trans, cnt, k, side, event, pk[row, PK_TS], row, CAUSE_RECEIVED,
@@ -268,7 +270,7 @@ def deliver(pk, conn, ends, trans, rows, cnt, k, side, row, evidence_row):
         conn[k, C_OVER_RST] = 1
 
 
-@njit
+@inline
 def new_payload(pk, ends, k, sender, row):
     """Payload length, or 0 for data lying wholly before the sender's own FIN (a re-send of old data)."""
     length = pk[row, PK_LEN]
@@ -280,11 +282,11 @@ def new_payload(pk, ends, k, sender, row):
     return length
 
 
-@njit
+@inline
 def send(pk, conn, ends, trans, rows, cnt, k, side, row):
     flags, ts = pk[row, PK_FLAGS], pk[row, PK_TS]
     e = 2 * k + side
-    note = NOTE_NONE
+    note = np.int64(NOTE_NONE)
     for event in send_events(flags, new_payload(pk, ends, k, side, row)):
         if event >= 0:
             step_note = apply(pk, conn, ends, trans, cnt, k, side, event, ts, row, CAUSE_SENT, NO_VALUE)
@@ -306,7 +308,7 @@ def send(pk, conn, ends, trans, rows, cnt, k, side, row):
         conn[k, C_OVER_RST] = 1
 
 
-@njit
+@inline
 def packet(pk, conn, ends, queue, trans, rows, cnt, current, guess, row):
     conv, flags, ts = pk[row, PK_CONV], pk[row, PK_FLAGS], pk[row, PK_TS]
     rows[row, R_NOTE_SENDER] = NOTE_NONE  # the row's output starts here (the driver leaves it unset)
@@ -320,16 +322,15 @@ def packet(pk, conn, ends, queue, trans, rows, cnt, current, guess, row):
     fire_timers(pk, conn, ends, trans, cnt, k, ts)
     sender = side_of(pk, conn, k, row)
     receiver = 1 - sender
-    c = conn[k]
-    c[C_LAST_ROW] = row
-    c[C_PACKETS] += 1
-    if c[C_SERVER_UNDECIDED] == 1 and sender == 1:
+    conn[k, C_LAST_ROW] = row
+    conn[k, C_PACKETS] += 1
+    if conn[k, C_SERVER_UNDECIDED] == 1 and sender == 1:
         # A server that answers the SYN with RST (or with its own SYN) was not listening.
         settle_server(pk, conn, ends, trans, cnt, k, CLOSED if flags & RST or is_bare_syn(flags) else LISTEN)
     if is_bare_syn(flags) and sender == 0:
-        c[C_SEEN] |= SEEN_SYN
+        conn[k, C_SEEN] |= SEEN_SYN
     if flags & (SYN | ACK | RST | FIN) == SYN | ACK and sender == 1:
-        c[C_SEEN] |= SEEN_SYN_ACK
+        conn[k, C_SEEN] |= SEEN_SYN_ACK
     # 1. what this packet's ACK proves its sender had received
     drain(pk, conn, ends, queue, trans, rows, cnt, k, sender, row, False)
     rows[row, R_SENDER_BEFORE] = ends[2 * k + sender, E_STATE]
@@ -349,13 +350,12 @@ def packet(pk, conn, ends, queue, trans, rows, cnt, current, guess, row):
 # --- the loops the driver calls -----------------------------------------------------
 
 
-@njit
+@inline
 def _room(ends, k):
     """Transitions the next step on connection ``k`` may emit, at most."""
-    need = PER_PACKET
-    if k >= 0:
-        need += 3 * (ends[2 * k, E_QLEN] + ends[2 * k + 1, E_QLEN])
-    return need
+    if k < 0:
+        return PER_PACKET
+    return PER_PACKET + 3 * (ends[2 * k, E_QLEN] + ends[2 * k + 1, E_QLEN])
 
 
 @entry("i8[:, ::1]", "i8[:, ::1]", "i8[:, ::1]", "i8[:, ::1]", "i8[:, ::1]", "i8[:, ::1]", "i8[::1]", "i8[::1]", "i8[::1]", "i8[::1]", "i8")
