@@ -31,6 +31,7 @@ CORE_MODULES = (
     "pcapstate.decode.fast_layers",
     "pcapstate.conversations",
     "pcapstate.replay_state",
+    "pcapstate.tracker",
     "pcapstate.zeek_tcp",
     "pcapstate.zeek",
     "pcapstate.findings.retransmissions",

@@ -46,10 +46,15 @@ def group(table: PacketTable) -> Conversations:
     dst = np.ascontiguousarray(table["dst_ip"]).view(np.uint64)
     sport = table["sport"].astype(np.int64)
     dport = table["dport"].astype(np.int64)
-    bits = max(4, int(2 * n - 1).bit_length())
+    # The hash table holds conversations, not packets: sized for a guess (a sixteenth of the packets), and
+    # when that guess is too small the pass stops and runs again with a table four times as large.
+    bits = max(4, int(2 * max(n // 16, 1) - 1).bit_length())
     with np.errstate(over="ignore"):  # the hash wraps around 2**64 on purpose (plain-Python mode warns)
-        conv, direction, count = _assign(src, dst, sport, dport, order, bits)
-    return Conversations(conv, direction.astype(np.uint8), order, int(count), backwards)
+        while True:
+            conv, direction, count = _assign(src, dst, sport, dport, order, bits)
+            if count >= 0:
+                return Conversations(conv, direction, order, int(count), backwards)
+            bits += 2
 
 
 @njit
@@ -72,15 +77,18 @@ def _assign(src, dst, sport, dport, order, bits):
     """Per row: conversation id (0.. in first-seen order) and direction (0: the first sender's).
 
     An open-addressing hash table of conversation ids; each conversation keeps the
-    row of its first packet, whose fields are its key.
+    row of its first packet, whose fields are its key.  Once the table is half
+    full the pass gives up, with a count of -1: the caller runs it again with
+    a larger one (``bits``: the table has ``2**bits`` slots).
     """
     n = order.shape[0]
     mask = (1 << bits) - 1
     table = np.full(1 << bits, -1, dtype=np.int64)
     first_row = np.empty(n, dtype=np.int64)
     conv = np.empty(n, dtype=np.int64)
-    direction = np.zeros(n, dtype=np.int64)
+    direction = np.zeros(n, dtype=np.uint8)
     count = 0
+    limit = (1 << bits) // 2
     for i in range(n):
         row = order[i]
         s0, s1, d0, d1, sp, dp = src[row, 0], src[row, 1], dst[row, 0], dst[row, 1], sport[row], dport[row]
@@ -93,6 +101,8 @@ def _assign(src, dst, sport, dport, order, bits):
         while True:
             c = table[slot]
             if c < 0:
+                if count == limit:
+                    return conv, direction, -1
                 table[slot] = count
                 first_row[count] = row
                 conv[row] = count

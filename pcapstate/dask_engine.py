@@ -318,7 +318,7 @@ def _replay_partition(two_msl_ns: int, end_ns: int, *parts):
     # each connection's first row's position in this partition's replay order, and its conversation's first row
     return {
         "rows": rows,
-        "replay": result.rows.astype(np.int32),
+        "replay": result.rows,
         "connections": conn,
         "endpoints": result.endpoints,
         "transitions": trans,
@@ -373,13 +373,13 @@ def _gathered(table: PacketTable, results: list[dict], time_wait: float):
     connections[conn_rank] = conn_all
     connections[:, replay.C_CONV] = conv[connections[:, replay.C_FIRST_ROW]] if len(connections) else 0
     endpoints = np.empty((2 * len(conn_all), replay.N_E), dtype=np.int64)
-    rows = np.full((n, replay.N_R), replay.NO_VALUE, dtype=np.int64)
+    rows = np.full((n, replay.N_R), replay.NO_VALUE, dtype=replay.ROWS_DTYPE)
     transitions = []
     base = 0
     for r in results:
         k = len(r["connections"])
         new = conn_rank[base:base + k]
-        local = r["replay"].astype(np.int64)
+        local = r["replay"].copy()
         has = local[:, replay.R_CONN] >= 0
         local[has, replay.R_CONN] = new[local[has, replay.R_CONN]]
         rows[r["rows"]] = local

@@ -30,7 +30,7 @@ from pcapstate.replay import (
     CLOSED, E_FIN_END, E_LAST_TS, E_QHEAD, E_QLEN, E_QTAIL, E_SND_NXT, E_STATE, E_TW_SINCE, ESTABLISHED,
     EV_TIMER_2MSL, FIN, LISTEN, MASK32, NO_VALUE, NOTE_ACK_UNSEEN, NOTE_INVALID_FLAGS, NOTE_NONE, PK_ACK, PK_CONV,
     PK_DIR, PK_FLAGS, PK_LEN, PK_SEQ, PK_TS, R_CLIENT_STATE, R_CONN, R_NOTE_RECEIVER, R_NOTE_SENDER, R_SENDER_BEFORE,
-    R_SERVER_STATE, R_SIDE, RST, SEEN_CLIENT_HANDSHAKE, SEEN_SERVER_HANDSHAKE, SEEN_SYN, SEEN_SYN_ACK, START_MIDSTREAM,
+    R_SERVER_STATE, R_SIDE, ROWS, RST, SEEN_CLIENT_HANDSHAKE, SEEN_SERVER_HANDSHAKE, SEEN_SYN, SEEN_SYN_ACK, START_MIDSTREAM,
     START_SYN, START_SYN_ACK, SYN, SYN_RCVD, SYN_SENT, T_CAUSE, T_CONN, T_EVIDENCE, T_FROM, T_ROW, T_SIDE, T_TO,
     T_TS, TIME_WAIT, UNKNOWN, is_bare_syn, is_invalid_flags, needs_evidence, receive_events, segment_end,
     send_events, seq_ge)
@@ -358,7 +358,8 @@ def _room(ends, k):
     return PER_PACKET + 3 * (ends[2 * k, E_QLEN] + ends[2 * k + 1, E_QLEN])
 
 
-@entry("i8[:, ::1]", "i8[:, ::1]", "i8[:, ::1]", "i8[:, ::1]", "i8[:, ::1]", "i8[:, ::1]", "i8[::1]", "i8[::1]", "i8[::1]", "i8[::1]", "i8")
+@entry("i8[:, ::1]", "i8[:, ::1]", "i8[:, ::1]", "i8[:, ::1]", "i8[:, ::1]", ROWS, "i8[::1]", "i8[::1]", "i8[::1]", "i8[::1]",
+       "i8")
 def run_packets(pk, conn, ends, queue, trans, rows, cnt, current, guess, order, start):
     """Replay ``order[start:]``; return where it stopped (len(order) when done, earlier when out of room)."""
     for i in range(start, order.shape[0]):
@@ -369,7 +370,7 @@ def run_packets(pk, conn, ends, queue, trans, rows, cnt, current, guess, order, 
     return order.shape[0]
 
 
-@entry("i8[:, ::1]", "i8[:, ::1]", "i8[:, ::1]", "i8[:, ::1]", "i8[:, ::1]", "i8[:, ::1]", "i8[::1]", "i8")
+@entry("i8[:, ::1]", "i8[:, ::1]", "i8[:, ::1]", "i8[:, ::1]", "i8[:, ::1]", ROWS, "i8[::1]", "i8")
 def close_all(pk, conn, ends, queue, trans, rows, cnt, start):
     """End every connection from ``start`` on at the capture's end; return where it stopped."""
     for k in range(start, cnt[K_N_CONN]):
@@ -379,7 +380,7 @@ def close_all(pk, conn, ends, queue, trans, rows, cnt, start):
     return cnt[K_N_CONN]
 
 
-@entry("i8[:, ::1]", "i8[:, ::1]")
+@entry("i8[:, ::1]", ROWS)
 def backfill_server_states(conn, rows):
     """Rows captured before the server showed whether it was listening get what it turned out to be."""
     for r in range(rows.shape[0]):

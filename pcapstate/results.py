@@ -108,7 +108,7 @@ def packets(tracking) -> Table:
         "ack": table["ack"],
         "len": table["payload_len"].astype(np.int64),
         "win": table["window"],
-        "flow": rows[:, rp.R_CONN],
+        "flow": rows[:, rp.R_CONN].astype(np.int64),
         "sender": Categories(rows[:, rp.R_SIDE], SIDE_NAMES),
         "client_state": states(rows[:, rp.R_CLIENT_STATE]),
         "server_state": states(rows[:, rp.R_SERVER_STATE]),

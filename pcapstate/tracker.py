@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pcapstate import conversations, replay
+from pcapstate.jit import entry
 from pcapstate.table import PacketTable
 
 DEFAULT_TIME_WAIT_S = 60.0  # 2*MSL as Linux implements it (TCP_TIMEWAIT_LEN)
@@ -36,18 +37,22 @@ class Tracking:
 
 def packet_matrix(table: PacketTable, convs: conversations.Conversations) -> np.ndarray:
     """The replay's (n, N_PK) int64 input: one row per packet-table row."""
-    n = len(table)
-    pk = np.empty((n, replay.N_PK), dtype=np.int64)
-    pk[:, replay.PK_CONV] = convs.conv
-    pk[:, replay.PK_DIR] = convs.direction
-    pk[:, replay.PK_FLAGS] = table["flags"]
-    pk[:, replay.PK_SEQ] = table["seq"]
-    pk[:, replay.PK_ACK] = table["ack"]
-    pk[:, replay.PK_LEN] = table["payload_len"]
-    pk[:, replay.PK_TS] = table["ts_ns"]
-    pk[:, replay.PK_SPORT] = table["sport"]
-    pk[:, replay.PK_DPORT] = table["dport"]
+    pk = np.empty((len(table), replay.N_PK), dtype=np.int64)
+    columns = [np.ascontiguousarray(a, dtype=t) for a, t in (
+        (convs.conv, np.int64), (convs.direction, np.uint8), (table["flags"], np.uint16), (table["seq"], np.uint32),
+        (table["ack"], np.uint32), (table["payload_len"], np.uint32), (table["ts_ns"], np.int64),
+        (table["sport"], np.uint16), (table["dport"], np.uint16))]
+    _fill_packet_matrix(pk, *columns)
     return pk
+
+
+@entry("i8[:, ::1]", "i8[::1]", "u1[::1]", "u2[::1]", "u4[::1]", "u4[::1]", "u4[::1]", "i8[::1]", "u2[::1]", "u2[::1]")
+def _fill_packet_matrix(pk, conv, direction, flags, seq, ack, length, ts, sport, dport):
+    """A row at a time (numpy's column by column assignment walks the whole matrix once per column)."""
+    for r in range(pk.shape[0]):
+        pk[r, replay.PK_CONV], pk[r, replay.PK_DIR], pk[r, replay.PK_FLAGS] = conv[r], direction[r], flags[r]
+        pk[r, replay.PK_SEQ], pk[r, replay.PK_ACK], pk[r, replay.PK_LEN] = seq[r], ack[r], length[r]
+        pk[r, replay.PK_TS], pk[r, replay.PK_SPORT], pk[r, replay.PK_DPORT] = ts[r], sport[r], dport[r]
 
 
 def guess_client_direction(pk: np.ndarray, convs: conversations.Conversations) -> np.ndarray:

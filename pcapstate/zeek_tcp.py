@@ -32,7 +32,7 @@ from enum import IntEnum
 import numpy as np
 
 from pcapstate.jit import entry, njit
-from pcapstate.replay import PK_ACK, PK_DPORT, PK_FLAGS, PK_LEN, PK_SEQ, PK_SPORT, PK_TS, R_CONN, R_SIDE
+from pcapstate.replay import PK_ACK, PK_DPORT, PK_FLAGS, PK_LEN, PK_SEQ, PK_SPORT, PK_TS, R_CONN, R_SIDE, ROWS
 from pcapstate.zeek_seq import (
     ACK, CLOSED, E_BAD_SUMS, E_CLOSED, E_FIN_SEQ, E_FINS, E_GAPS, E_LAST, E_LAST_FIN, E_LAST_RST, E_LAST_SYN,
     E_MISSED, E_PKTS, E_PREV, E_RSTS, E_RXMITS, E_SEEN, E_START, E_STATE, E_WIN0S, E_WRAPS, ESTABLISHED, FIN,
@@ -90,7 +90,7 @@ def history_codes(conn: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(conn[:, C_HISTORY:], dtype="<i8").view(np.uint8)
 
 
-@entry("i8[:, ::1]", "i8[:, ::1]", "u2[::1]", "b1[::1]", "b1[::1]", "i8[::1]", "i8[:, ::1]", "i8[:, ::1]",
+@entry("i8[:, ::1]", ROWS, "u2[::1]", "b1[::1]", "b1[::1]", "i8[::1]", "i8[:, ::1]", "i8[:, ::1]",
        "b1[::1]", "b1")
 def run(pk: np.ndarray, rows: np.ndarray, win: np.ndarray, trunc: np.ndarray, bad: np.ndarray, order: np.ndarray,
         ends: np.ndarray, conn: np.ndarray, server_port: np.ndarray, validate: bool) -> None:

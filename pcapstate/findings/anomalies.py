@@ -175,7 +175,7 @@ def _flagged(pk: np.ndarray, mask: int, value: int) -> np.ndarray:
     return out[:count]
 
 
-@entry("i8[:, ::1]", "i8[:, ::1]", "i8", "i8", "i8")
+@entry("i8[:, ::1]", rp.ROWS, "i8", "i8", "i8")
 def _first_sent(pk: np.ndarray, rows: np.ndarray, side: int, flags: int, n_flows: int) -> np.ndarray:
     """:meth:`Context.first_sent`: the earliest such row of each flow (the first in the file among equal times)."""
     first = np.full(n_flows, -1, dtype=np.int64)

@@ -138,13 +138,13 @@ def build_chains(pk: np.ndarray, order: np.ndarray, rows: np.ndarray, retx) -> C
     members = _chain_members(pk, rows, retx)
     members = members.take(np.argsort(pk[members.firsts, rp.PK_TS], kind="stable"))
     firsts, lasts = members.firsts, members.lasts
-    flows, sides = rows[firsts, rp.R_CONN], rows[firsts, rp.R_SIDE]
+    flows, sides = rows[firsts, rp.R_CONN].astype(np.int64), rows[firsts, rp.R_SIDE].astype(np.int64)
     has_chain = np.zeros(int(flows.max()) + 1 if len(flows) else 0, dtype=np.bool_)
     has_chain[flows] = True
     answers = _answers(pk, rows, firsts, flows, sides, *_flow_index(rows, order, has_chain))
     times = pk[members.values, rp.PK_TS]
     codes, rto = _backoff(times, members.offsets)
-    return Chains(flows.astype(np.int64), sides.astype(np.int64), retx.kind[lasts].astype(np.int64), members,
+    return Chains(flows, sides, retx.kind[lasts].astype(np.int64), members,
                   retx.klass[firsts] == 0, answers, _intervals(times, members.offsets),
                   [PATTERNS[code] for code in codes.tolist()], rto)
 
@@ -198,7 +198,7 @@ def _backoff(times: np.ndarray, offsets: np.ndarray):
     return codes, rto
 
 
-@entry("i8[:, ::1]", "i8[::1]", "b1[::1]")
+@entry(rp.ROWS, "i8[::1]", "b1[::1]")
 def _flow_index(rows: np.ndarray, order: np.ndarray, wanted: np.ndarray):
     """The rows of the flows marked in ``wanted``, by flow and in ``order`` within a flow, and where each
     flow's begin.
@@ -223,7 +223,7 @@ def _flow_index(rows: np.ndarray, order: np.ndarray, wanted: np.ndarray):
     return by_flow, start
 
 
-@entry("i8[:, ::1]", "i8[:, ::1]", "i8[::1]", "i8[::1]", "i8[::1]", "i8[::1]", "i8[::1]")
+@entry("i8[:, ::1]", rp.ROWS, "i8[::1]", "i8[::1]", "i8[::1]", "i8[::1]", "i8[::1]")
 def _answers(pk, rows, firsts, flows, sides, by_flow, start):
     """Per chain, the peer's first packet acknowledging the segment after its first send (-1: none)."""
     out = np.full(firsts.shape[0], -1, dtype=np.int64)

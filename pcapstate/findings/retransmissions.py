@@ -121,7 +121,7 @@ def _lt(a: int, b: int) -> bool:
     return a != b and not rp.seq_ge(a, b)
 
 
-@entry("i8[:, ::1]", "i8[::1]", "i8[:, ::1]", "i8")
+@entry("i8[:, ::1]", "i8[::1]", rp.ROWS, "i8")
 def _first_rtt(pk: np.ndarray, order: np.ndarray, rows: np.ndarray, n_conn: int) -> np.ndarray:
     """Per connection, Wireshark's ``ts_first_rtt``: the latest SYN to the first ACK after it."""
     last_syn = np.full(n_conn, UNSET, dtype=np.int64)
@@ -146,12 +146,12 @@ def classify(pk: np.ndarray, order: np.ndarray, rows: np.ndarray, window: np.nda
     ends[:, F_DUPACKS] = 0
     ends[:, F_LAST_MARK] = 0
     ooo = _first_rtt(pk, order, rows, n_conn)
-    _classify_rows(pk, order, rows, np.ascontiguousarray(window, dtype=np.int64), ends, ooo, klass, kind, marks)
+    _classify_rows(pk, order, rows, np.ascontiguousarray(window, dtype=np.uint16), ends, ooo, klass, kind, marks)
     original, attempt, interval = chain_positions(pk, rows, klass)
     return Retransmissions(klass, kind, marks, original, attempt, interval)
 
 
-@entry("i8[:, ::1]", "i8[::1]", "i8[:, ::1]", "i8[::1]", "i8[:, ::1]", "i8[::1]", "i1[::1]", "i1[::1]", "i2[::1]")
+@entry("i8[:, ::1]", "i8[::1]", rp.ROWS, "u2[::1]", "i8[:, ::1]", "i8[::1]", "i1[::1]", "i1[::1]", "i2[::1]")
 def _classify_rows(pk, order, rows, window, ends, ooo, klass, kind, marks):
     for row in order:
         k, side = rows[row, rp.R_CONN], rows[row, rp.R_SIDE]
@@ -277,7 +277,7 @@ def chain_positions(pk: np.ndarray, rows: np.ndarray, klass: np.ndarray):
     return original, attempt, interval
 
 
-@entry("i8[:, ::1]", "i8[:, ::1]", "b1[::1]")
+@entry("i8[:, ::1]", rp.ROWS, "b1[::1]")
 def _sends_of(pk: np.ndarray, rows: np.ndarray, retransmitted: np.ndarray) -> np.ndarray:
     """Rows (ascending) that occupy sequence space or reset, sent by an endpoint marked in ``retransmitted``."""
     out = np.empty(pk.shape[0], dtype=np.int64)
