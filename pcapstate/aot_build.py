@@ -84,7 +84,7 @@ def build(output_dir: Path, force: bool = False, verbose: bool = False) -> bool:
         raise SystemExit("pcapstate.aot_build: run with numba compiling (PCAPSTATE_CORE=numba, numba installed)")
     for module in CORE_MODULES:
         importlib.import_module(module)
-    sources = source_files()
+    sources = sorted(set(source_files()) | {"aot_build.py"})  # how it is built is part of what is built
     manifest = {"runtime": aot.runtime_tag(), "digest": aot.digest(sources), "sources": sources}
     target = output_dir / aot.MANIFEST.name
     if not force and _same_manifest(target, manifest) and any(output_dir.glob("_core.*.so")):
@@ -94,6 +94,7 @@ def build(output_dir: Path, force: bool = False, verbose: bool = False) -> bool:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # numba.pycc is "pending deprecation", with no replacement yet
         from numba.pycc import CC
+    _release_the_gil()
 
     with tempfile.TemporaryDirectory() as scratch:
         cc = CC("_core")
@@ -111,6 +112,24 @@ def build(output_dir: Path, force: bool = False, verbose: bool = False) -> bool:
         shutil.copy2(built, output_dir / built.name)
     target.write_text(json.dumps(manifest, indent=1) + "\n")
     return True
+
+
+def _release_the_gil() -> None:
+    """Make every entry point release the GIL while it runs, as ``@njit(nogil=True)`` does.
+
+    pycc has no option for it: it compiles each export with a fresh
+    ``Flags()``, whose ``release_gil`` the Python wrapper obeys.  Its class
+    gets that default here, in this build process only.  Threads then run
+    compiled stages side by side (``--jobs``).
+    """
+    import numba.pycc.compiler as pycc_compiler
+
+    class NoGilFlags(pycc_compiler.Flags):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.release_gil = True
+
+    pycc_compiler.Flags = NoGilFlags
 
 
 def _same_manifest(path: Path, manifest: dict) -> bool:

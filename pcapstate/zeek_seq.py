@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pcapstate.jit import njit
+from pcapstate.jit import inline, njit
 
 MASK32 = 0xFFFFFFFF
 TOO_LARGE_SEQ_DELTA = 1048576
@@ -56,7 +56,7 @@ def seq_delta(a: int, b: int) -> int:
     return d - (1 << 32) if d >= 1 << 31 else d
 
 
-@njit
+@inline
 def init_endpoint(ends: np.ndarray, e: int, flags: int, seq: int, end: int) -> None:
     """Where the endpoint's relative numbers start: its SYN, or one before its first packet."""
     state = int(ends[e, E_STATE])
@@ -90,7 +90,7 @@ def relative_seq(cur: int, last: int, wraps: int, start: int) -> tuple[int, bool
     return (wraps << 32) + cur - start, False
 
 
-@njit
+@inline
 def acknowledge(ends: np.ndarray, peer: int, flags: int, ack: int) -> int:
     """An ACK for ``peer``'s data: start its numbers if it never sent, else advance its ack; the relative ack."""
     if ends[peer, E_STATE] == INACTIVE:
@@ -107,7 +107,7 @@ def acknowledge(ends: np.ndarray, peer: int, flags: int, ack: int) -> int:
     return rel
 
 
-@njit
+@inline
 def update_last_seq(ends: np.ndarray, e: int, end: int, flags: int, length: int) -> tuple[int, bool]:
     """Advance the endpoint's highest sequence number; (delta, whether the payload was a retransmission)."""
     delta = seq_delta(end, int(ends[e, E_LAST]))
@@ -121,7 +121,7 @@ def update_last_seq(ends: np.ndarray, e: int, end: int, flags: int, length: int)
     return delta, ends[e, E_STATE] != RESET and length > 0
 
 
-@njit
+@inline
 def endpoint_size(ends: np.ndarray, e: int) -> int:
     """Payload bytes from the sequence numbers (SYN and FIN not counted)."""
     start = int(ends[e, E_START])
@@ -136,7 +136,7 @@ def endpoint_size(ends: np.ndarray, e: int) -> int:
     return size
 
 
-@njit
+@inline
 def data_sent(ends: np.ndarray, e: int, seq: int, length: int) -> None:
     """Payload [seq, seq + length) (relative) reaches the endpoint's reassembler."""
     acked = (int(ends[e, E_ACK_WRAPS]) << 32) + int(ends[e, E_ACKSEQ]) - int(ends[e, E_START])
@@ -154,7 +154,7 @@ def data_sent(ends: np.ndarray, e: int, seq: int, length: int) -> None:
         ends[e, E_BLOCK_LO] = ends[e, E_BLOCK_HI] = NONE
 
 
-@njit
+@inline
 def trim_to(ends: np.ndarray, e: int, seq: int, partial: bool) -> tuple[int, int]:
     """The peer acknowledged the endpoint's stream up to ``seq``: lengths of up to two gaps (0 = none)."""
     if ends[e, E_FINS] > 0 and seq >= ends[e, E_FIN_SEQ]:

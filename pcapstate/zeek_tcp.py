@@ -31,7 +31,7 @@ from enum import IntEnum
 
 import numpy as np
 
-from pcapstate.jit import entry, njit
+from pcapstate.jit import entry, inline, njit
 from pcapstate.replay import PK_ACK, PK_DPORT, PK_FLAGS, PK_LEN, PK_SEQ, PK_SPORT, PK_TS, R_CONN, R_SIDE, ROWS
 from pcapstate.zeek_seq import (
     ACK, CLOSED, E_BAD_SUMS, E_CLOSED, E_FIN_SEQ, E_FINS, E_GAPS, E_LAST, E_LAST_FIN, E_LAST_RST, E_LAST_SYN,
@@ -123,7 +123,7 @@ def power_of_ten(count: int) -> bool:
     return count == 1
 
 
-@njit
+@inline
 def add_history(conn: np.ndarray, k: int, code: int) -> None:
     n = conn[k, C_LETTERS]
     if n < LETTERS_PER_COLUMN * (conn.shape[1] - C_HISTORY):  # else only counted: the caller runs again
@@ -131,7 +131,7 @@ def add_history(conn: np.ndarray, k: int, code: int) -> None:
     conn[k, C_LETTERS] = n + 1
 
 
-@njit
+@inline
 def is_orig(conn: np.ndarray, e: int) -> bool:
     return (e & 1) == conn[e >> 1, C_ORIG_SIDE]
 
@@ -141,7 +141,7 @@ def letter(code: int, orig: bool) -> int:
     return code if orig else code + LOWER
 
 
-@njit
+@inline
 def check_history(conn: np.ndarray, e: int, bit: int, code: int) -> bool:
     """Add ``code`` the first time (False); True when this kind was seen before."""
     k = e >> 1
@@ -154,14 +154,14 @@ def check_history(conn: np.ndarray, e: int, bit: int, code: int) -> bool:
     return False
 
 
-@njit
+@inline
 def scaled(ends: np.ndarray, conn: np.ndarray, e: int, column: int, code: int) -> None:
     ends[e, column] += 1
     if power_of_ten(int(ends[e, column])):
         add_history(conn, e >> 1, letter(code, is_orig(conn, e)))
 
 
-@njit
+@inline
 def repeated(ends: np.ndarray, conn: np.ndarray, e: int, bit: int, code: int, column: int, seq: int) -> None:
     """S, H, F, R: again whenever the sequence number differs from the last such packet's."""
     if check_history(conn, e, bit, code) and seq != ends[e, column]:
@@ -169,7 +169,7 @@ def repeated(ends: np.ndarray, conn: np.ndarray, e: int, bit: int, code: int, co
     ends[e, column] = seq
 
 
-@njit
+@inline
 def update_history(ends: np.ndarray, conn: np.ndarray, e: int, flags: int, rel: int, length: int) -> None:
     """update_history: one packet's letters."""
     bits = (flags & SYN != 0) + (flags & FIN != 0) + (flags & RST != 0)
@@ -191,7 +191,7 @@ def update_history(ends: np.ndarray, conn: np.ndarray, e: int, flags: int, rel: 
 
 
 # -- connections and their lifetime
-@njit
+@inline
 def open_connection(pk: np.ndarray, rows: np.ndarray, row: int, conn: np.ndarray, server_port: np.ndarray) -> None:
     """NewConn + WantConnection: the first packet's sender originates, unless it looks like the server."""
     k, side, t = rows[row, R_CONN], rows[row, R_SIDE], pk[row, PK_TS]
@@ -204,7 +204,7 @@ def open_connection(pk: np.ndarray, rows: np.ndarray, row: int, conn: np.ndarray
             add_history(conn, k, L_FLIP)
 
 
-@njit
+@inline
 def removed_before(ends: np.ndarray, conn: np.ndarray, k: int, t: int) -> bool:
     """Whether one of Zeek's timers removed connection ``k`` before time ``t``."""
     o = 2 * k + int(conn[k, C_ORIG_SIDE])
@@ -222,7 +222,7 @@ def removed_before(ends: np.ndarray, conn: np.ndarray, k: int, t: int) -> bool:
     return so == INACTIVE and sr == INACTIVE and t - conn[k, C_START] >= BOTH_INACTIVE_EXPIRY
 
 
-@njit
+@inline
 def is_reuse(ends: np.ndarray, conn: np.ndarray, k: int, flags: int, seq: int) -> bool:
     """IsReuse: a SYN (or, to a silent originator, a SYN-ACK) that opens a new connection."""
     o = 2 * k + int(conn[k, C_ORIG_SIDE])
@@ -238,7 +238,7 @@ def is_reuse(ends: np.ndarray, conn: np.ndarray, k: int, flags: int, seq: int) -
     return not reversed_handshake
 
 
-@njit
+@inline
 def flip(conn: np.ndarray, k: int) -> None:
     conn[k, C_ORIG_SIDE] = 1 - conn[k, C_ORIG_SIDE]
     conn[k, C_PARTIAL] = 0
@@ -246,7 +246,7 @@ def flip(conn: np.ndarray, k: int) -> None:
 
 
 # -- one packet
-@njit
+@inline
 def process(pk: np.ndarray, win: np.ndarray, trunc: np.ndarray, row: int, ends: np.ndarray, conn: np.ndarray,
             k: int, e: int) -> None:
     """TCPSessionAdapter::Process: one valid packet sent by endpoint ``e``."""
@@ -287,7 +287,7 @@ def process(pk: np.ndarray, win: np.ndarray, trunc: np.ndarray, row: int, ends: 
         connection_closed(ends, conn, k, e, gen_event)
 
 
-@njit
+@inline
 def gap(ends: np.ndarray, conn: np.ndarray, e: int, length: int) -> None:
     """TCP_Reassembler::Gap: a letter and missed bytes only while both ends are cleanly established."""
     if length <= 0:
@@ -301,7 +301,7 @@ def gap(ends: np.ndarray, conn: np.ndarray, e: int, length: int) -> None:
 
 
 # -- the endpoint state machine (UpdateStateMachine)
-@njit
+@inline
 def set_state(ends: np.ndarray, conn: np.ndarray, e: int, new: int) -> None:
     """TCP_Endpoint::SetState; leaving the handshake switches to the long inactivity timeout."""
     old = int(ends[e, E_STATE])
@@ -312,7 +312,7 @@ def set_state(ends: np.ndarray, conn: np.ndarray, e: int, new: int) -> None:
     ends[e, E_PREV], ends[e, E_STATE] = old, new
 
 
-@njit
+@inline
 def state_machine(ends: np.ndarray, conn: np.ndarray, k: int, e: int, flags: int, seq: int, length: int,
                   t: int) -> tuple[bool, bool]:
     """One step of endpoint ``e``; returns (do_close, gen_event)."""
@@ -345,7 +345,7 @@ def state_machine(ends: np.ndarray, conn: np.ndarray, k: int, e: int, flags: int
     return False, False
 
 
-@njit
+@inline
 def inactive_step(ends: np.ndarray, conn: np.ndarray, k: int, e: int, flags: int, seq: int, length: int,
                   t: int) -> tuple[bool, bool]:
     """UpdateInactiveState: the endpoint's first packet."""
@@ -382,7 +382,7 @@ def inactive_step(ends: np.ndarray, conn: np.ndarray, k: int, e: int, flags: int
     return do_close, gen_event
 
 
-@njit
+@inline
 def connection_closed(ends: np.ndarray, conn: np.ndarray, k: int, e: int, gen_event: bool) -> None:
     """ConnectionClosed: mark the side closed and set the timers that end the connection."""
     if ends[e, E_CLOSED]:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pcapstate import replay as rp
-from pcapstate.jit import entry, njit
+from pcapstate.jit import entry, inline
 
 SAME_MOMENT_NS = 10_000_000
 TOLERANCE = 0.25
@@ -240,7 +240,7 @@ def _answers(pk, rows, firsts, flows, sides, by_flow, start):
     return out
 
 
-@njit
+@inline
 def _first_at_or_after(pk, by_flow, lo, hi, ts) -> int:
     """The first position in ``by_flow[lo:hi]`` (time order) whose packet is not earlier than ``ts``."""
     while lo < hi:

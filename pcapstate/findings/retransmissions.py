@@ -39,7 +39,7 @@ from enum import IntEnum, IntFlag
 import numpy as np
 
 from pcapstate import replay as rp
-from pcapstate.jit import entry, njit
+from pcapstate.jit import entry, inline, njit
 
 NS = 1_000_000_000
 FAST_WINDOW_NS = 20_000_000  # the duplicate ACKs must be this recent
@@ -178,7 +178,7 @@ def _classify_rows(pk, order, rows, window, ends, ooo, klass, kind, marks):
         _advance(fwd, flags, seq, ack, length, ts, win, mark)
 
 
-@njit
+@inline
 def _analyse_flags(fwd, rev, flags: int, seq: int, ack: int, length: int, win: int) -> int:
     """Wireshark's checks before the retransmission test; updates the duplicate-ACK count."""
     control = flags & (rp.SYN | rp.FIN | rp.RST)
@@ -199,7 +199,7 @@ def _analyse_flags(fwd, rev, flags: int, seq: int, ack: int, length: int, win: i
     return _ack_bookkeeping(fwd, rev, flags, ack, mark)
 
 
-@njit
+@inline
 def _ack_bookkeeping(fwd, rev, flags: int, ack: int, mark: int) -> int:
     if ack != fwd[F_LASTACK]:
         fwd[F_DUPACKS] = 0
@@ -210,7 +210,7 @@ def _ack_bookkeeping(fwd, rev, flags: int, ack: int, mark: int) -> int:
     return mark
 
 
-@njit
+@inline
 def _retransmission_class(fwd, rev, seq: int, end: int, ts: int, threshold: int) -> int:
     """The class of a segment below snd.nxt, or -1 for out-of-order; ``end`` counts SYN and FIN."""
     if rev[F_DUPACKS] >= 2 and rev[F_LASTACK] == seq and ts - rev[F_LASTACK_TS] < FAST_WINDOW_NS:
@@ -222,7 +222,7 @@ def _retransmission_class(fwd, rev, seq: int, end: int, ts: int, threshold: int)
     return CL_TIMEOUT
 
 
-@njit
+@inline
 def _advance(fwd, flags: int, seq: int, ack: int, length: int, ts: int, win: int, mark: int) -> None:
     """Wireshark's updates after the checks: highest sequence sent, last ACK, window."""
     nextseq = (seq + length + (1 if flags & (rp.SYN | rp.FIN) else 0)) & rp.MASK32

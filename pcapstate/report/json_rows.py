@@ -32,7 +32,7 @@ from typing import IO
 import numpy as np
 
 from pcapstate.columns import Categories, Nullable, Objects, Table, Texts, Times
-from pcapstate.jit import entry, njit
+from pcapstate.jit import entry, inline, njit
 
 CODES, INT, FLOAT, TIME = 0, 1, 2, 3
 CHUNK_ROWS = 1 << 13  # rows per compiled call: a buffer of a few megabytes
@@ -290,7 +290,7 @@ def _print_floats(buf, values, offsets):
         offsets[k + 1] = at
 
 
-@njit
+@inline
 def _copy(buf, at, source, begin, end):
     for i in range(begin, end):
         buf[at] = source[i]
@@ -298,13 +298,13 @@ def _copy(buf, at, source, begin, end):
     return at
 
 
-@njit
+@inline
 def _null(buf, at):
     buf[at], buf[at + 1], buf[at + 2], buf[at + 3] = 110, 117, 108, 108
     return at + 4
 
 
-@njit
+@inline
 def _digits(buf, at, value, width):
     """``value`` (>= 0) in decimal, left-padded with zeros to ``width`` digits (0: no padding)."""
     count = 1
@@ -320,7 +320,7 @@ def _digits(buf, at, value, width):
     return at + count
 
 
-@njit
+@inline
 def _integer(buf, at, value):
     if value < 0:
         buf[at] = 45  # -
@@ -331,14 +331,14 @@ def _integer(buf, at, value):
     return _digits(buf, at, value, 0)
 
 
-@njit
+@inline
 def _copy_text_min64(buf, at):
     at = _digits(buf, at, 922337203685477580, 0)
     buf[at] = 56  # the final 8
     return at + 1
 
 
-@njit
+@inline
 def _float6(buf, at, value):
     """The way pandas' JSON encoder prints a double with six decimals (its modp_dtoa):
 
@@ -372,7 +372,7 @@ def _float6(buf, at, value):
     return _digits(buf, at, f, digits)
 
 
-@njit
+@inline
 def _iso_time(buf, at, ns, nanoseconds):
     """``"YYYY-MM-DDTHH:MM:SS.ffffff[fff]Z"``: truncated to microseconds unless ``nanoseconds``."""
     seconds = ns // 1000000000
