@@ -108,7 +108,7 @@ def __getattr__(name: str):
 
 
 def analyze(source, *, decoder: str = "dpkt", time_wait: float = DEFAULT_TIME_WAIT_S,
-            zeek_checksums: bool = False, **thresholds) -> "Analysis":
+            zeek_checksums: bool = False, jobs: int = 1, **thresholds) -> "Analysis":
     """Decode a capture and replay every TCP connection from both endpoints.
 
     ``source`` is a path (pcap, pcapng, gzip of either, or ``tcpdump -n``
@@ -122,7 +122,9 @@ def analyze(source, *, decoder: str = "dpkt", time_wait: float = DEFAULT_TIME_WA
     ``zeek_checksums`` makes the Zeek summary drop packets with bad checksums,
     as ``zeek -r`` does; by default it ignores them, as ``zeek -C`` and
     Wireshark do, since captures taken on a sending host with checksum
-    offload carry wrong checksums on every outgoing packet.
+    offload carry wrong checksums on every outgoing packet.  ``jobs``:
+    threads for the passes over connections (:mod:`pcapstate.jobs`; 0: one
+    per core for a large capture); the tables are the same.
 
     >>> a = analyze("samples/client_closes_first.pcap")
     >>> a.flows[["client_state", "server_state", "handshake"]].iloc[0].tolist()
@@ -139,7 +141,7 @@ def analyze(source, *, decoder: str = "dpkt", time_wait: float = DEFAULT_TIME_WA
         from pcapstate.decode import read_capture
 
         table = read_capture(os.fspath(source), decoder=decoder)
-    return Analysis(track(table, time_wait=time_wait), Thresholds(**thresholds), zeek_checksums)
+    return Analysis(track(table, time_wait=time_wait, jobs=jobs), Thresholds(**thresholds), zeek_checksums)
 
 
 class Analysis:

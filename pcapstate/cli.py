@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from contextlib import contextmanager
 
 # numpy's bundled OpenBLAS starts a thread per core at import, which spin for a while after
@@ -129,9 +130,13 @@ def packets(captures: tuple[str, ...], decoder: str, fmt: str, output: str | Non
 @click.option("--scheduler", default=None, metavar="ADDRESS",
               help="With --engine dask: the scheduler of an existing cluster (tcp://host:8786); "
                    "default: a local cluster, one worker process per core.")
+@click.option("-j", "--jobs", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Threads for the replay, the Zeek pass, the retransmission analysis and the JSON printer, "
+                   "connections shared out by 4-tuple; 0: one per core for a large capture (200,000 packets a "
+                   "thread at least). The same tables either way.")
 @_threshold_options
 def analyze(captures: tuple[str, ...], decoder: str, flow_id: int | None, timeline: bool, fmt: str, output: str | None,
-            time_wait: float, show_all: bool, engine: str = "single", scheduler: str | None = None,
+            time_wait: float, show_all: bool, engine: str = "single", scheduler: str | None = None, jobs: int = 0,
             **thresholds) -> None:
     """Replay every TCP connection from both endpoints and summarise it.
 
@@ -150,16 +155,19 @@ def analyze(captures: tuple[str, ...], decoder: str, flow_id: int | None, timeli
     already_warned = len(table.stats.warnings)
     progress = Progress(_input_size(captures))
     progress.status(f"replaying {len(table):,} packets from both endpoints")
+    from pcapstate.jobs import resolve
+
+    threads = resolve(jobs, len(table))
     try:
-        analysis = run_analysis(table, time_wait=time_wait, **thresholds)
+        analysis = run_analysis(table, time_wait=time_wait, jobs=threads, **thresholds)
         analysis.columnar("flows")  # built here, under the status line
     finally:
         progress.done()
-    _report_analysis(analysis, analysis.warnings[already_warned:], flow_id, timeline, fmt, output, show_all)
+    _report_analysis(analysis, analysis.warnings[already_warned:], flow_id, timeline, fmt, output, show_all, threads)
 
 
 def _report_analysis(analysis, warnings: list[str], flow_id: int | None, timeline: bool, fmt: str,
-                     output: str | None, show_all: bool) -> None:
+                     output: str | None, show_all: bool, jobs: int = 1) -> None:
     """``analyze``'s output, whichever engine made ``analysis``: warnings, then the tables or the text."""
     capture = analysis.table.source
     for message in warnings:
@@ -167,7 +175,7 @@ def _report_analysis(analysis, warnings: list[str], flow_id: int | None, timelin
     _check_flow(capture, analysis, flow_id)
     if fmt != "table":
         names = ("flows", "transitions", "retransmissions", "retries", "anomalies")
-        _write_tables(fmt, _tables(analysis, names, flow_id), output, capture)
+        _write_tables(fmt, _tables(analysis, names, flow_id, jobs), output, capture, jobs)
         return
     with _output(output) as out:
         _write_lines(out, _analyze_text(analysis, flow_id, timeline, show_all))
@@ -419,18 +427,45 @@ def _check_flow(capture: str, analysis, flow_id: int | None) -> None:
         raise FlowNotFoundError(capture, flow_id, analysis.connection_count)
 
 
-def _tables(analysis, names: tuple[str, ...], flow_id: int | None) -> dict:
-    """The named tables of ``analysis`` as columns (no pandas), restricted to one flow when ``flow_id`` is given."""
-    tables = {name: analysis.columnar(name) for name in names}
-    if flow_id is not None:
-        tables = {name: table.take(table.flow_rows(flow_id)) for name, table in tables.items()}
-    return tables
+def _tables(analysis, names: tuple[str, ...], flow_id: int | None, jobs: int = 1):
+    """The named tables of ``analysis`` as columns (no pandas), restricted to one flow when ``flow_id`` is given.
+
+    With ``jobs`` > 1 a thread builds them one after the other while the
+    writer writes each as soon as it is ready.
+    """
+    def made(name: str):
+        table = analysis.columnar(name)
+        return table if flow_id is None else table.take(table.flow_rows(flow_id))
+
+    if jobs <= 1:
+        return {name: made(name) for name in names}
+    return _BuiltAhead(names, made)
 
 
-def _write_tables(fmt: str, tables: dict, output: str | None, capture: str) -> None:
+class _BuiltAhead(Mapping):
+    """Tables by name, built in order on a thread of their own; reading one waits for it."""
+
+    def __init__(self, names: tuple[str, ...], make) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        builder = ThreadPoolExecutor(max_workers=1)
+        self._futures = {name: builder.submit(make, name) for name in names}
+        builder.shutdown(wait=False)
+
+    def __getitem__(self, name: str):
+        return self._futures[name].result()
+
+    def __iter__(self):
+        return iter(self._futures)
+
+    def __len__(self) -> int:
+        return len(self._futures)
+
+
+def _write_tables(fmt: str, tables: dict, output: str | None, capture: str, jobs: int = 1) -> None:
     from pcapstate.report.formats import write_tables
 
-    write_tables(fmt, tables, output, capture)
+    write_tables(fmt, tables, output, capture, jobs=jobs)
 
 
 def _analyze_text(analysis, flow_id: int | None, timeline: bool, show_all: bool) -> list[str]:
@@ -457,6 +492,22 @@ def _output(path: str | None):
         raise CaptureReadError(f"{path}: cannot write: {error.strerror or error}") from None
     with handle:
         yield handle
+
+
+def _return_freed_blocks() -> None:
+    """Have glibc hand every freed block of 1 MiB or more straight back to the system.
+
+    By default it keeps freed blocks below a threshold that grows up to 32 MiB
+    in its heaps, one heap per thread: the per-share arrays of ``--jobs``
+    would stay resident after use, adding a tenth to the peak memory.
+    Elsewhere than glibc this does nothing.
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass
 
 
 def _write_lines(out, lines: list[str]) -> None:
@@ -519,6 +570,7 @@ def _input_size(captures) -> int:
 def main(argv: list[str] | None = None) -> None:
     from pcapstate.engine import choose_for
 
+    _return_freed_blocks()
     choose_for([arg for arg in (sys.argv[1:] if argv is None else argv) if not arg.startswith("-")])
     try:
         cli.main(args=argv, prog_name="pcapstate", standalone_mode=False)

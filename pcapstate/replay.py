@@ -184,37 +184,89 @@ def receive_events(flags: int, length: int, ack: int, receiver_fin_end: int) -> 
 
 
 def replay(packets: np.ndarray, order: np.ndarray, n_conv: int, guessed_client_dir: np.ndarray,
-           two_msl_ns: int, capture_end_ns: int) -> ReplayResult:
-    """Replay ``packets`` (an (n, N_PK) int64 matrix) in ``order``; see the module docstring."""
+           two_msl_ns: int, capture_end_ns: int, shares: list[np.ndarray] | None = None) -> ReplayResult:
+    """Replay ``packets`` (an (n, N_PK) int64 matrix) in ``order``; see the module docstring.
+
+    ``shares``: ``order`` split by conversation (:func:`pcapstate.jobs.shares`),
+    each replayed on a thread of its own; connections are then numbered as
+    one walk over ``order`` numbers them, by their first packet.
+    """
+    from pcapstate import replay_state as rs
+    from pcapstate.jobs import run_all
+
+    packets = np.ascontiguousarray(packets, dtype=np.int64)
+    rows = np.empty((packets.shape[0], N_R), dtype=ROWS_DTYPE)  # every row is written when its packet is replayed
+    current = np.full(max(n_conv, 1), NO_VALUE, dtype=np.int64)
+    guessed = np.ascontiguousarray(guessed_client_dir, dtype=np.int64)
+    parts = run_all(lambda part: _replay_share(packets, np.ascontiguousarray(part, dtype=np.int64), rows, current,
+                                               guessed, two_msl_ns, capture_end_ns),
+                    [order] if shares is None else shares)
+    conn, ends, trans = parts[0] if len(parts) == 1 else _numbered(parts, order, rows, shares)
+    rs.backfill_server_states(conn, rows)
+    return ReplayResult(rows, conn, ends, trans)
+
+
+def _replay_share(pk: np.ndarray, order: np.ndarray, rows: np.ndarray, current: np.ndarray, guessed: np.ndarray,
+                  two_msl_ns: int, capture_end_ns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The replay of the packets ``order`` lists: its connections, their endpoints, its transitions.
+
+    Connections are numbered 0.. within the share; ``rows`` gets the rows of
+    ``order``, ``current`` (per conversation) the entries of their conversations.
+    """
     from pcapstate import replay_state as rs
 
-    n = packets.shape[0]
-    capacity = n_conv + int(np.count_nonzero((packets[:, PK_FLAGS] & (SYN | ACK | RST | FIN)) == SYN)) + 1
-    rows = np.empty((n, N_R), dtype=ROWS_DTYPE)  # every row is written when its packet is replayed
+    m = len(order)
+    bare_syns = int(np.count_nonzero((pk[order, PK_FLAGS] & (SYN | ACK | RST | FIN)) == SYN))
+    conversations = np.zeros(len(current), dtype=np.bool_)
+    conversations[pk[order, PK_CONV]] = True
+    capacity = int(np.count_nonzero(conversations)) + bare_syns + 1
     ends = np.full((2 * capacity, N_E), NO_VALUE, dtype=np.int64)
     ends[:, E_QLEN] = 0
     counters = np.zeros(5, dtype=np.int64)
     counters[rs.K_TWO_MSL], counters[rs.K_CAPTURE_END] = two_msl_ns, capture_end_ns
-    st = rs.State(np.ascontiguousarray(packets, dtype=np.int64), np.full((capacity, N_C), NO_VALUE, dtype=np.int64),
-                  ends, np.empty((n + 1, 2), dtype=np.int64),  # queue nodes: written when taken
-                  np.empty((max(1024, n // 2 + 8 * capacity), N_T), dtype=np.int64), rows, counters,
-                  np.full(max(n_conv, 1), NO_VALUE, dtype=np.int64),
-                  np.ascontiguousarray(guessed_client_dir, dtype=np.int64))
-    order = np.ascontiguousarray(order, dtype=np.int64)
+    st = rs.State(pk, np.full((capacity, N_C), NO_VALUE, dtype=np.int64), ends,
+                  np.empty((m + 1, 2), dtype=np.int64),  # queue nodes: written when taken
+                  np.empty((max(1024, m // 2 + 8 * capacity), N_T), dtype=np.int64), rows, counters, current, guessed)
     done = 0
-    while done < n:
+    while done < m:
         done = rs.run_packets(*st, order, done)
-        if done < n:
+        if done < m:
             st = _grown(st)
     closed = 0
     while closed < st.cnt[rs.K_N_CONN]:
         closed = rs.close_all(st.pk, st.conn, st.ends, st.queue, st.trans, st.rows, st.cnt, closed)
         if closed < st.cnt[rs.K_N_CONN]:
             st = _grown(st)
-    rs.backfill_server_states(st.conn, st.rows)
     n_conn, n_trans = int(st.cnt[rs.K_N_CONN]), int(st.cnt[rs.K_N_TRANS])
     # the transitions as a view, not a copy: the buffer's rows past the used ones were never touched
-    return ReplayResult(st.rows, st.conn[:n_conn].copy(), st.ends[: 2 * n_conn].copy(), st.trans[:n_trans])
+    return st.conn[:n_conn].copy(), st.ends[: 2 * n_conn].copy(), st.trans[:n_trans]
+
+
+def _numbered(parts: list, order: np.ndarray, rows: np.ndarray, shares: list[np.ndarray]):
+    """The shares' connections as one numbering: by the replay position of their first packet.
+
+    A connection's transitions stay in the order it made them; those of
+    different connections are grouped by share, which nothing downstream
+    reads (every table sorts them by connection and time).
+    """
+    position = np.empty(len(order), dtype=np.int64)
+    position[order] = np.arange(len(order), dtype=np.int64)
+    conn_all = np.concatenate([conn for conn, _, _ in parts])
+    new_id = np.empty(len(conn_all), dtype=np.int64)
+    new_id[np.argsort(position[conn_all[:, C_FIRST_ROW]], kind="stable")] = np.arange(len(conn_all))
+    conn = np.empty_like(conn_all)
+    conn[new_id] = conn_all
+    ends = np.empty((2 * len(conn_all), N_E), dtype=np.int64)
+    trans = np.empty((sum(len(t) for _, _, t in parts), N_T), dtype=np.int64)
+    base, at = 0, 0
+    for (share_conn, share_ends, share_trans), share in zip(parts, shares):
+        renumber = new_id[base:base + len(share_conn)]
+        ends[2 * renumber], ends[2 * renumber + 1] = share_ends[0::2], share_ends[1::2]
+        rows[share, R_CONN] = renumber[rows[share, R_CONN]]
+        trans[at:at + len(share_trans)] = share_trans
+        trans[at:at + len(share_trans), T_CONN] = renumber[share_trans[:, T_CONN]]
+        base, at = base + len(share_conn), at + len(share_trans)
+    return conn, ends, trans
 
 
 def _grown(st):

@@ -13,6 +13,7 @@ import numpy as np
 
 from pcapstate import conversations, replay
 from pcapstate.jit import entry
+from pcapstate.jobs import resolve, run_all, shares
 from pcapstate.table import PacketTable
 
 DEFAULT_TIME_WAIT_S = 60.0  # 2*MSL as Linux implements it (TCP_TIMEWAIT_LEN)
@@ -25,6 +26,12 @@ class Tracking:
     packets: np.ndarray  # the replay's input matrix (replay.PK_* columns)
     result: replay.ReplayResult
     time_wait_s: float
+    shares: list[np.ndarray] | None = None  # the replay order split by conversation, one share a thread (--jobs)
+
+    @property
+    def orders(self) -> list[np.ndarray]:
+        """The replay order, or its shares: what each thread of a pass over connections walks."""
+        return [self.conversations.order] if self.shares is None else self.shares
 
     @property
     def capture_start_ns(self) -> int:
@@ -35,14 +42,17 @@ class Tracking:
         return int(self.table["ts_ns"].max()) if len(self.table) else 0
 
 
-def packet_matrix(table: PacketTable, convs: conversations.Conversations) -> np.ndarray:
-    """The replay's (n, N_PK) int64 input: one row per packet-table row."""
-    pk = np.empty((len(table), replay.N_PK), dtype=np.int64)
+def packet_matrix(table: PacketTable, convs: conversations.Conversations, jobs: int = 1) -> np.ndarray:
+    """The replay's (n, N_PK) int64 input: one row per packet-table row (``jobs`` threads fill a slice each)."""
+    n = len(table)
+    pk = np.empty((n, replay.N_PK), dtype=np.int64)
     columns = [np.ascontiguousarray(a, dtype=t) for a, t in (
         (convs.conv, np.int64), (convs.direction, np.uint8), (table["flags"], np.uint16), (table["seq"], np.uint32),
         (table["ack"], np.uint32), (table["payload_len"], np.uint32), (table["ts_ns"], np.int64),
         (table["sport"], np.uint16), (table["dport"], np.uint16))]
-    _fill_packet_matrix(pk, *columns)
+    bounds = np.linspace(0, n, max(jobs, 1) + 1).astype(np.int64).tolist()
+    run_all(lambda at: _fill_packet_matrix(pk[at[0]:at[1]], *(c[at[0]:at[1]] for c in columns)),
+            list(zip(bounds, bounds[1:])))
     return pk
 
 
@@ -82,18 +92,22 @@ def guess_client_direction(pk: np.ndarray, convs: conversations.Conversations) -
     return guess
 
 
-def track(table: PacketTable, time_wait: float = DEFAULT_TIME_WAIT_S) -> Tracking:
+def track(table: PacketTable, time_wait: float = DEFAULT_TIME_WAIT_S, jobs: int = 1) -> Tracking:
     """Replay every TCP connection of ``table`` from both endpoints.
 
     ``time_wait`` is 2*MSL in seconds: how long an endpoint stays in TIME_WAIT
-    before the timer closes it (when the capture lasts that long).
+    before the timer closes it (when the capture lasts that long).  ``jobs``:
+    threads for the passes over connections (:mod:`pcapstate.jobs`; 0: as
+    many as pay off), here and in the later passes that read the tracking.
     """
     convs = conversations.group(table)
     if convs.out_of_order:
         table.stats.warn(f"{convs.out_of_order} packets are earlier than the packet before them in the file; "
                          "replayed in timestamp order")
-    pk = packet_matrix(table, convs)
+    threads = resolve(jobs, len(table))
+    pk = packet_matrix(table, convs, threads)
     guess = guess_client_direction(pk, convs)
     end = int(table["ts_ns"].max()) if len(table) else 0
-    result = replay.replay(pk, convs.order, convs.count, guess, int(round(time_wait * 1e9)), end)
-    return Tracking(table, convs, pk, result, time_wait)
+    split = shares(convs.order, convs.conv, threads) if threads > 1 else None
+    result = replay.replay(pk, convs.order, convs.count, guess, int(round(time_wait * 1e9)), end, split)
+    return Tracking(table, convs, pk, result, time_wait, split)

@@ -142,8 +142,8 @@ def zeek_summary(tracking, *, validate_checksums: bool = True,
     bool, Zeek gives later packets of the flow to further connections (a new
     SYN, or one of its timers ended the first), which this summary leaves out.
     """
-    return summarise_packets(packet_inputs(tracking), tracking.conversations.order,
-                             len(tracking.result.connections), port_mask(likely_server_ports), validate_checksums)
+    return summarise_packets(packet_inputs(tracking), tracking.orders, len(tracking.result.connections),
+                             port_mask(likely_server_ports), validate_checksums)
 
 
 def port_mask(ports) -> np.ndarray:
@@ -153,13 +153,19 @@ def port_mask(ports) -> np.ndarray:
     return mask
 
 
-def summarise_packets(packets: tuple, order: np.ndarray, n_conn: int, server_port: np.ndarray,
+def summarise_packets(packets: tuple, order, n_conn: int, server_port: np.ndarray,
                       validate: bool) -> dict[str, np.ndarray]:
-    """:func:`zeek_summary` over the pass's inputs: :func:`packet_inputs`, the replay order, a port mask."""
+    """:func:`zeek_summary` over the pass's inputs: :func:`packet_inputs`, the replay order, a port mask.
+
+    ``order`` may be a list of shares of it (:mod:`pcapstate.jobs`), each walked on a thread of its own.
+    """
+    from pcapstate.jobs import run_all
+
+    orders = order if isinstance(order, list) else [order]
     room = HISTORY_ROOM
     while True:  # twice at most: the first run counts the letters of the longest history
         ends, conn = new_endpoints(2 * n_conn), new_connections(n_conn, room)
-        run(*packets, order, ends, conn, server_port, bool(validate))
+        run_all(lambda share: run(*packets, share, ends, conn, server_port, bool(validate)), orders)
         longest = int(conn[:, C_LETTERS].max(initial=0))
         if longest <= room:
             return _summarise(ends, conn)

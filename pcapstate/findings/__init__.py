@@ -27,7 +27,7 @@ def compute(tracking, names: list[tuple[str, str]], thresholds: Thresholds = Thr
     ``names`` holds the client and server endpoint text of each flow, for the sentences.
     """
     result, table, packets = tracking.result, tracking.table, tracking.packets
-    retx = classify(packets, tracking.conversations.order, result.rows, table["window"], len(result.connections))
+    retx = classify(packets, tracking.orders, result.rows, table["window"], len(result.connections))
     chains = build_chains(packets, tracking.conversations.order, result.rows, retx)
     context = Context(packets, result.rows, result.connections, result.endpoints, result.transitions,
                       retx.flags, chains, names, table["frame"], tracking.capture_end_ns, thresholds)

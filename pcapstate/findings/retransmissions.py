@@ -121,11 +121,12 @@ def _lt(a: int, b: int) -> bool:
     return a != b and not rp.seq_ge(a, b)
 
 
-@entry("i8[:, ::1]", "i8[::1]", rp.ROWS, "i8")
-def _first_rtt(pk: np.ndarray, order: np.ndarray, rows: np.ndarray, n_conn: int) -> np.ndarray:
-    """Per connection, Wireshark's ``ts_first_rtt``: the latest SYN to the first ACK after it."""
-    last_syn = np.full(n_conn, UNSET, dtype=np.int64)
-    rtt = np.zeros(n_conn, dtype=np.int64)
+@entry("i8[:, ::1]", "i8[::1]", rp.ROWS, "i8[::1]", "i8[::1]")
+def _first_rtt(pk: np.ndarray, order: np.ndarray, rows: np.ndarray, last_syn: np.ndarray, rtt: np.ndarray) -> None:
+    """Per connection, Wireshark's ``ts_first_rtt`` into ``rtt``: the latest SYN to the first ACK after it.
+
+    ``last_syn`` (UNSET) and ``rtt`` (0) hold one entry per connection.
+    """
     for row in order:
         k = rows[row, rp.R_CONN]
         flags = pk[row, rp.PK_FLAGS]
@@ -133,11 +134,18 @@ def _first_rtt(pk: np.ndarray, order: np.ndarray, rows: np.ndarray, n_conn: int)
             last_syn[k] = pk[row, rp.PK_TS]
         elif flags & rp.ACK and not flags & rp.SYN and rtt[k] == 0 and last_syn[k] >= 0:
             rtt[k] = max(pk[row, rp.PK_TS] - last_syn[k], 1)
-    return rtt
 
 
-def classify(pk: np.ndarray, order: np.ndarray, rows: np.ndarray, window: np.ndarray, n_conn: int) -> Retransmissions:
-    """Classify every row (see the module docstring); ``window`` is the raw window column."""
+def classify(pk: np.ndarray, order, rows: np.ndarray, window: np.ndarray, n_conn: int) -> Retransmissions:
+    """Classify every row (see the module docstring); ``window`` is the raw window column.
+
+    ``order``: the replay order, or a list of shares of it (:mod:`pcapstate.jobs`), each
+    classified on a thread of its own.
+    """
+    from pcapstate.jobs import run_all
+
+    orders = order if isinstance(order, list) else [order]
+    window = np.ascontiguousarray(window, dtype=np.uint16)
     n = pk.shape[0]
     klass = np.zeros(n, dtype=np.int8)
     kind = np.zeros(n, dtype=np.int8)
@@ -145,8 +153,14 @@ def classify(pk: np.ndarray, order: np.ndarray, rows: np.ndarray, window: np.nda
     ends = np.full((2 * n_conn, N_F), UNSET, dtype=np.int64)
     ends[:, F_DUPACKS] = 0
     ends[:, F_LAST_MARK] = 0
-    ooo = _first_rtt(pk, order, rows, n_conn)
-    _classify_rows(pk, order, rows, np.ascontiguousarray(window, dtype=np.uint16), ends, ooo, klass, kind, marks)
+    last_syn = np.full(n_conn, UNSET, dtype=np.int64)
+    ooo = np.zeros(n_conn, dtype=np.int64)
+
+    def classify_share(share: np.ndarray) -> None:
+        _first_rtt(pk, share, rows, last_syn, ooo)
+        _classify_rows(pk, share, rows, window, ends, ooo, klass, kind, marks)
+
+    run_all(classify_share, orders)
     original, attempt, interval = chain_positions(pk, rows, klass)
     return Retransmissions(klass, kind, marks, original, attempt, interval)
 

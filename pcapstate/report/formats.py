@@ -51,18 +51,20 @@ class OutputError(PcapstateError):
 
 
 def write_tables(fmt: str, tables: dict, output: str | None, source: str = "",
-                 stdout: IO[str] | None = None) -> list[Path]:
-    """Write ``tables`` as ``fmt`` to ``output`` (None: standard output); the paths written."""
+                 stdout: IO[str] | None = None, jobs: int = 1) -> list[Path]:
+    """Write ``tables`` as ``fmt`` to ``output`` (None: standard output); the paths written.
+
+    ``jobs``: threads printing JSON ahead of the writer.
+    """
     stdout = sys.stdout if stdout is None else stdout
     if fmt in ("json", "jsonl"):
         if output is not None and _is_directory(output):
             raise OutputError(f"{output}: is a directory; --format {fmt} writes one file")
-        writer = write_json if fmt == "json" else write_jsonl
         if output is None:
-            writer(tables, stdout, source)
+            _write_json_like(fmt, tables, stdout, source, jobs)
             return []
         with _open_text(output) as handle:
-            writer(tables, handle, source)
+            _write_json_like(fmt, tables, handle, source, jobs)
         return [Path(output)]
     if fmt not in _SUFFIX:
         raise OutputError(f"unknown format {fmt!r} (one of {', '.join(FORMATS)})")
@@ -73,6 +75,13 @@ def write_tables(fmt: str, tables: dict, output: str | None, source: str = "",
         need = "a file" if len(tables) == 1 else f"a directory for its {len(tables)} tables"
         raise OutputError(f"--format {fmt} needs -o with {need} ({', '.join(tables)})")
     return [_write_one(fmt, frame, path) for path, frame in _targets(fmt, tables, output)]
+
+
+def _write_json_like(fmt: str, tables: dict, out: IO[str], source: str, jobs: int) -> None:
+    if fmt == "json":
+        write_json(tables, out, source, jobs)
+    else:
+        write_jsonl(tables, out, source)
 
 
 def write_jsonl(tables: dict, out: IO[str], source: str = "") -> None:

@@ -220,8 +220,12 @@ def supported(table) -> bool:
     return True
 
 
-def write_records(table, out: IO[str], date_unit: str) -> None:
-    """Write ``table`` (Table or DataFrame) as a JSON array of records (``to_json(orient="records")``'s bytes)."""
+def write_records(table, out: IO[str], date_unit: str, jobs: int = 1) -> None:
+    """Write ``table`` (Table or DataFrame) as a JSON array of records (``to_json(orient="records")``'s bytes).
+
+    With ``jobs`` > 1, that many threads print chunks ahead (the printer
+    releases the GIL), written out in order.
+    """
     from pcapstate.report.jsonout import as_table
 
     columns = _Columns(as_table(table), date_unit)
@@ -229,18 +233,48 @@ def write_records(table, out: IO[str], date_unit: str) -> None:
     raw = getattr(out, "buffer", None)  # a text file's bytes underneath: no decoding on the way out
     if raw is not None:
         out.flush()
-    buffer = np.empty(min(columns.rows, CHUNK_ROWS) * (columns.row_width + 1) + 16, dtype=np.uint8)
-    for start in range(0, columns.rows, CHUNK_ROWS):
-        stop = min(start + CHUNK_ROWS, columns.rows)
-        ints, floats, null = columns.chunk(start, stop)
-        used = _write_rows(buffer, start, stop - start, columns.kind, columns.slot, columns.null_slot, ints, floats,
-                           null, columns.table, columns.table_offsets, columns.table_start, columns.keys,
-                           columns.key_offsets, columns.nanoseconds)
-        if raw is not None:
-            raw.write(memoryview(buffer)[:used])
-        else:
-            out.write(buffer[:used].tobytes().decode("utf-8"))
+    starts = range(0, columns.rows, CHUNK_ROWS)
+    if jobs <= 1 or len(starts) <= 1:
+        buffer = np.empty(min(columns.rows, CHUNK_ROWS) * (columns.row_width + 1) + 16, dtype=np.uint8)
+        for start in starts:
+            _emit(out, raw, _print_chunk(columns, start, buffer))
+    else:
+        _print_ahead(columns, starts, jobs, lambda printed: _emit(out, raw, printed))
     out.write("]")
+
+
+def _print_chunk(columns: _Columns, start: int, buffer: np.ndarray | None = None) -> np.ndarray:
+    """Rows ``start`` to ``start + CHUNK_ROWS`` printed: the used part of ``buffer`` (a new one if None)."""
+    stop = min(start + CHUNK_ROWS, columns.rows)
+    if buffer is None:
+        buffer = np.empty((stop - start) * (columns.row_width + 1) + 16, dtype=np.uint8)
+    ints, floats, null = columns.chunk(start, stop)
+    used = _write_rows(buffer, start, stop - start, columns.kind, columns.slot, columns.null_slot, ints, floats,
+                       null, columns.table, columns.table_offsets, columns.table_start, columns.keys,
+                       columns.key_offsets, columns.nanoseconds)
+    return buffer[:used]
+
+
+def _print_ahead(columns: _Columns, starts: range, jobs: int, emit) -> None:
+    """Chunks printed by ``jobs`` threads, at most two each ahead of the writer, emitted in order."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        pending: deque = deque()
+        for start in starts:
+            pending.append(pool.submit(_print_chunk, columns, start))
+            if len(pending) >= 2 * jobs:
+                emit(pending.popleft().result())
+        while pending:
+            emit(pending.popleft().result())
+
+
+def _emit(out: IO[str], raw, printed: np.ndarray) -> None:
+    if raw is not None:
+        raw.write(memoryview(printed))
+    else:
+        out.write(printed.tobytes().decode("utf-8"))
 
 
 # --- the compiled printer --------------------------------------------------------------

@@ -97,7 +97,7 @@ def iso_utc(ns: int) -> str:
     return f"{stamp}.{fraction}Z"
 
 
-def write_json(tables: dict, out: IO[str], source: str = "") -> None:
+def write_json(tables: dict, out: IO[str], source: str = "", jobs: int = 1) -> None:
     """``tables`` maps a key ("flows", "transitions", …) to a Table (or a DataFrame).
 
     Each table is printed by the compiled records writer
@@ -109,11 +109,11 @@ def write_json(tables: dict, out: IO[str], source: str = "") -> None:
     out.write('{"schema": ' + json.dumps(SCHEMA) + ', "source": ' + json.dumps(source, ensure_ascii=False))
     for name, frame in tables.items():
         out.write(",\n " + json.dumps(name) + ": ")
-        write_table(frame, out)
+        write_table(frame, out, jobs)
     out.write("}\n")
 
 
-def write_table(table, out: IO[str]) -> None:
+def write_table(table, out: IO[str], jobs: int = 1) -> None:
     """One table (Table or DataFrame) as a JSON array of records (microsecond times unless it has nanoseconds)."""
     from pcapstate.report import json_rows
 
@@ -121,7 +121,7 @@ def write_table(table, out: IO[str]) -> None:
     if not len(table):
         out.write("[]")
     elif json_rows.supported(table):
-        json_rows.write_records(table, out, _time_unit(table))
+        json_rows.write_records(table, out, _time_unit(table), jobs)
     else:
         out.write(table_json(table.to_pandas()))
 
