@@ -147,16 +147,17 @@ def analyze(captures: tuple[str, ...], decoder: str, flow_id: int | None, timeli
     from pcapstate.analysis import analyze as run_analysis
     from pcapstate.progress import Progress
 
+    from pcapstate.jobs import resolve
+
     if engine == "dask" or scheduler is not None:
         analysis = _analyze_dask(captures, decoder, scheduler, time_wait, thresholds)
-        _report_analysis(analysis, analysis.warnings, flow_id, timeline, fmt, output, show_all)
+        _report_analysis(analysis, analysis.warnings, flow_id, timeline, fmt, output, show_all,
+                         resolve(jobs, len(analysis.table)))
         return
     table = load(captures, decoder)
     already_warned = len(table.stats.warnings)
     progress = Progress(_input_size(captures))
     progress.status(f"replaying {len(table):,} packets from both endpoints")
-    from pcapstate.jobs import resolve
-
     threads = resolve(jobs, len(table))
     try:
         analysis = run_analysis(table, time_wait=time_wait, jobs=threads, **thresholds)
@@ -412,7 +413,8 @@ def _analyze_dask(captures, decoder: str, scheduler: str | None, time_wait: floa
     except ImportError as error:
         raise click.UsageError(f"--engine dask needs Dask distributed: pip install 'pcapstate[dask]' ({error})")
     source = list(captures) if len(captures) != 1 else captures[0]
-    return dask_engine.analyze(source, scheduler=scheduler, decoder=decoder, time_wait=time_wait, **thresholds)
+    return dask_engine.analyze(source, scheduler=scheduler, decoder=decoder, time_wait=time_wait, options=False,
+                               **thresholds)
 
 
 def load_quietly(capture: str, decoder: str):

@@ -82,7 +82,7 @@ def connect(scheduler: str | None = None, workers: int | None = None, processes:
 
 
 def analyze(source, *, scheduler: str | None = None, client=None, partitions: int | None = None,
-            decoder: str = "dpkt", time_wait: float = 60.0, zeek_checksums: bool = False,
+            decoder: str = "dpkt", time_wait: float = 60.0, zeek_checksums: bool = False, options: bool = True,
             **thresholds):
     """:func:`pcapstate.analyze` on a Dask cluster; returns the same :class:`~pcapstate.analysis.Analysis`.
 
@@ -91,19 +91,20 @@ def analyze(source, *, scheduler: str | None = None, client=None, partitions: in
     to use; else ``scheduler`` (an address such as ``tcp://host:8786``), else
     a local cluster started for this call (:func:`connect`) and closed after.
     ``partitions``: how many replay partitions (default: the cluster's
-    threads).
+    threads).  ``options=False`` decodes without the columns only a packet
+    listing prints (:func:`pcapstate.decode.read_capture`): less to move.
     """
     own = client is None
     if own:
         client = connect(scheduler)
     try:
-        return _analyze(client, source, partitions, decoder, time_wait, zeek_checksums, thresholds)
+        return _analyze(client, source, partitions, decoder, time_wait, zeek_checksums, thresholds, options)
     finally:
         if own:
             client.close()
 
 
-def _analyze(client, source, partitions, decoder, time_wait, zeek_checksums, thresholds):
+def _analyze(client, source, partitions, decoder, time_wait, zeek_checksums, thresholds, options=True):
     from pcapstate.analysis import Analysis, _names_a_set
     from pcapstate.decode.capture_set import CaptureSetError, expand, natural_key
     from pcapstate.errors import DecoderUnavailableError
@@ -123,7 +124,8 @@ def _analyze(client, source, partitions, decoder, time_wait, zeek_checksums, thr
     stats.partitions = count
 
     # 1. decode, one task per file; the tables stay on the workers, the client first sees their sizes and times
-    decoded = client.map(_decode, paths, [decoder] * len(paths), [is_set] * len(paths), pure=False)
+    decoded = client.map(_decode, paths, [decoder] * len(paths), [is_set] * len(paths), [options] * len(paths),
+                         pure=False)
     metas = client.gather(client.map(_meta, decoded, pure=False))
     stats.decode_s = time.perf_counter() - started
     members, problems, errors, kept = [], [], [], []
@@ -232,7 +234,7 @@ def _where(client, future):
 # --- worker tasks -----------------------------------------------------------------
 
 
-def _decode(path: str, decoder: str, in_set: bool):
+def _decode(path: str, decoder: str, in_set: bool, options: bool = True):
     """One file decoded as the single-process reader decodes it: ("ok", table, first record's ns) or ("error", exc, None)."""
     from pcapstate.errors import PcapstateError
 
@@ -241,11 +243,11 @@ def _decode(path: str, decoder: str, in_set: bool):
             from pcapstate.decode import read_file
             from pcapstate.decode.capture_set import _first_record_ns
 
-            table, content = read_file(path, decoder)
+            table, content = read_file(path, decoder, options=options)
             return "ok", table, _first_record_ns(content, table)
         from pcapstate.decode import read_capture
 
-        return "ok", read_capture(path, decoder=decoder), None
+        return "ok", read_capture(path, decoder=decoder, options=options), None
     except PcapstateError as error:
         return "error", error, None
 
@@ -336,6 +338,7 @@ def _replay_partition(two_msl_ns: int, end_ns: int, *parts):
 def _gathered(table: PacketTable, results: list[dict], time_wait: float):
     """The partitions' replay results as one :class:`~pcapstate.tracker.Tracking`, numbered as in one process."""
     from pcapstate import conversations, replay
+    from pcapstate.jobs import AUTO, resolve, shares
     from pcapstate.tracker import Tracking, packet_matrix
 
     n = len(table)
@@ -392,4 +395,7 @@ def _gathered(table: PacketTable, results: list[dict], time_wait: float):
     trans = np.concatenate(transitions) if transitions else np.zeros((0, replay.N_T), np.int64)
     trans = trans[np.argsort(trans[:, replay.T_CONN], kind="stable")]  # each connection's own order kept
     result = replay.ReplayResult(rows, connections, endpoints, trans)
-    return Tracking(table, convs, packet_matrix(table, convs), result, time_wait)
+    # the passes over connections that follow on this machine (Zeek, retransmissions) use its cores
+    threads = resolve(AUTO, n)
+    return Tracking(table, convs, packet_matrix(table, convs, threads), result, time_wait,
+                    shares(order, conv, threads) if threads > 1 else None)
