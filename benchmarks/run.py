@@ -12,8 +12,12 @@ Measured, on captures made by benchmarks/generate.py (made when missing):
   noisy machine hits them alike; medians and ratios;
 * the core (decode + both endpoints' replay) in one process, warm: packets/s;
 * the start-up: ``pcapstate analyze`` on a 10-packet capture;
+* threads: ``--jobs 1`` against ``--jobs 2`` on the large capture, alternating;
 * memory at constant concurrency: a capture 4x longer with the same number of
   connections open at once.
+
+``pcapstate`` in the main table runs as a user runs it: its default ``--jobs``
+(one thread per core on a large capture).
 
 tcptrace and tshark are installed with apt-get when missing (as root).
 """
@@ -72,6 +76,8 @@ def measure(command: list[str]) -> tuple[float, int]:
 
 def tools(path: Path, jobs: int | None = None) -> dict[str, list[str]]:
     pcapstate = [sys.executable, "-m", "pcapstate", "analyze", str(path), "--format", "json", "-o", os.devnull]
+    if jobs is not None:
+        pcapstate += ["--jobs", str(jobs)]
     return {
         "pcapstate": pcapstate,
         "tcptrace": ["tcptrace", "-n", str(path)],
@@ -133,7 +139,16 @@ def machine() -> str:
            f"Python {platform.python_version()}"
 
 
-def report(results: dict, core: dict, startup: float, flat: dict, rounds: int) -> str:
+def jobs_scaling(path: Path, rounds: int) -> dict[int, float]:
+    """Median wall time of ``--jobs 1`` and ``--jobs 2``, alternating."""
+    runs: dict[int, list[float]] = {1: [], 2: []}
+    for _ in range(rounds):
+        for jobs in runs:
+            runs[jobs].append(measure(tools(path, jobs)["pcapstate"])[0])
+    return {jobs: statistics.median(times) for jobs, times in runs.items()}
+
+
+def report(results: dict, core: dict, startup: float, flat: dict, rounds: int, scaling: dict | None = None) -> str:
     lines = [f"# Benchmarks\n\nMeasured {time.strftime('%Y-%m-%d')} on {machine()}, by `python3 benchmarks/run.py`",
              f"(medians of {rounds} alternating rounds; peak RSS from `wait4`).\n",
              "| capture | packets | pcapstate | tcptrace | tshark | pcapstate / tcptrace | pcapstate / tshark |"
@@ -149,6 +164,10 @@ def report(results: dict, core: dict, startup: float, flat: dict, rounds: int) -
     for name, (packets, seconds) in core.items():
         lines.append(f"- {name}: {packets:,} packets in {seconds:.3f} s = {packets / seconds / 1e6:.2f} M packets/s")
     lines.append(f"\nStart-up: `pcapstate analyze` on a 10-packet capture: {startup:.2f} s wall (median).\n")
+    if scaling:
+        name, times = scaling
+        lines.append(f"Threads on {name}: `--jobs 1` {times[1]:.2f} s, `--jobs 2` {times[2]:.2f} s: "
+                     f"{times[1] / times[2]:.2f}x (medians of alternating rounds).\n")
     if flat:
         one, four = flat["steady-1x"], flat["steady-4x"]
         lines.append(f"Memory at constant concurrency: {one / 1024:.0f} MiB for the 1x capture, {four / 1024:.0f} MiB "
@@ -174,13 +193,15 @@ def main(argv: list[str]) -> int:
         print(name, results[name], core[name], flush=True)
     small = ROOT / "samples" / "client_closes_first.pcap"
     startup = statistics.median(measure(tools(small)["pcapstate"])[0] for _ in range(5))
+    large = names[-1]
+    scaling = (large, jobs_scaling(capture(large, *CAPTURES[large]), max(args.rounds, 3)))
     flat = {}
     if not args.quick:
         for name, spec in FLATNESS.items():
             path = capture(name, *spec)
             measure(tools(path)["pcapstate"])
             flat[name] = statistics.median(measure(tools(path)["pcapstate"])[1] for _ in range(args.rounds))
-    text = report(results, core, startup, flat, args.rounds)
+    text = report(results, core, startup, flat, args.rounds, scaling)
     args.output.write_text(text)
     print(text)
     return 0
