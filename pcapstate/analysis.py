@@ -165,6 +165,7 @@ class Analysis:
         self.thresholds = thresholds
         self.zeek_checksums = zeek_checksums
         self._columnar: dict[str, Table] = {}
+        self._findings = None  # Findings, or a Future of them (start_findings)
 
     def __repr__(self) -> str:
         return f"<Analysis {self.table.source!r}: {len(self.table)} TCP packets, {self.connection_count} connections>"
@@ -194,7 +195,7 @@ class Analysis:
         if name not in self._columnar:
             tracking = self.tracking
             if name == "flows":
-                made = results.flows(tracking, self.zeek)
+                made = results.flows(tracking, self.zeek, self.endpoints)
             elif name in ("transitions", "packets", "packet_notes"):
                 made = getattr(results, name)(tracking)
             elif name in ("retransmissions", "retries", "anomalies"):
@@ -320,8 +321,35 @@ class Analysis:
         return self.columnar("packet_notes").to_pandas()
 
     @cached_property
+    def endpoints(self) -> Table:
+        """Per flow, ``client_addr``, ``client_port``, ``server_addr``, ``server_port`` (columns)."""
+        return results.endpoints(self.tracking)
+
+    @property
     def findings(self) -> Findings:
-        return compute(self.tracking, EndpointNames(self.columnar("flows")), self.thresholds)
+        """Retransmissions, retry chains and anomalies (computed once; see :meth:`start_findings`)."""
+        if self._findings is None:
+            self._findings = self._compute_findings()
+        elif not isinstance(self._findings, Findings):  # a Future: being computed on a thread
+            self._findings = self._findings.result()
+        return self._findings
+
+    def start_findings(self) -> None:
+        """Begin computing the findings on a thread of their own, beside what the caller does next.
+
+        They read only the tracking and the endpoints, not the Zeek pass or the
+        tables: the command line starts them right after the replay.
+        """
+        if self._findings is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.endpoints  # noqa: B018  (made here, not raced for by two threads)
+            worker = ThreadPoolExecutor(max_workers=1)
+            self._findings = worker.submit(self._compute_findings)
+            worker.shutdown(wait=False)
+
+    def _compute_findings(self) -> Findings:
+        return compute(self.tracking, EndpointNames(self.endpoints), self.thresholds)
 
     @cached_property
     def retransmissions(self):
@@ -409,10 +437,10 @@ class EndpointNames:
     few, usually, of many.
     """
 
-    def __init__(self, flows: Table) -> None:
-        self._parts = [(flows[addr].values, flows[addr].codes.tolist(), flows[port].tolist())
+    def __init__(self, endpoints: Table) -> None:
+        self._parts = [(endpoints[addr].values, endpoints[addr].codes.tolist(), endpoints[port].tolist())
                        for addr, port in (("client_addr", "client_port"), ("server_addr", "server_port"))]
-        self._count = len(flows)
+        self._count = len(endpoints)
 
     def __getitem__(self, flow: int) -> tuple[str, str]:
         (c_text, c_code, c_port), (s_text, s_code, s_port) = self._parts

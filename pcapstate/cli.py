@@ -162,6 +162,8 @@ def analyze(captures: tuple[str, ...], decoder: str, flow_id: int | None, timeli
     threads = resolve(jobs, len(table))
     try:
         analysis = run_analysis(table, time_wait=time_wait, jobs=threads, **thresholds)
+        if threads > 1 and fmt != "table":
+            analysis.start_findings()  # beside the Zeek pass and the flows table
         analysis.columnar("flows")  # built here, under the status line
     finally:
         progress.done()

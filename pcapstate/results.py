@@ -27,24 +27,34 @@ NO_FLAGS = 0x200
 NOTE_TEXTS = tuple("" if n == Note.NONE else name for n, name in zip(Note, NOTE_NAMES))
 
 
-def flows(tracking, zeek: dict) -> Table:
-    """One row per connection, with each endpoint's final state and Zeek's summary."""
+def endpoints(tracking) -> Table:
+    """Per connection, the client's and the server's address and port (the first columns of :func:`flows`)."""
+    conn, table = tracking.result.connections, tracking.table
+    first = conn[:, rp.C_FIRST_ROW]
+    client_is_src = tracking.conversations.direction[first] == conn[:, rp.C_CLIENT_DIR]
+    src, dst = row_addresses(table, first)
+    return Table({
+        "client_addr": Texts(np.where(client_is_src, src.codes, dst.codes), src.values),
+        "client_port": np.where(client_is_src, table["sport"][first], table["dport"][first]).astype(np.uint16),
+        "server_addr": Texts(np.where(client_is_src, dst.codes, src.codes), src.values),
+        "server_port": np.where(client_is_src, table["dport"][first], table["sport"][first]).astype(np.uint16),
+    })
+
+
+def flows(tracking, zeek: dict, addresses: Table) -> Table:
+    """One row per connection, with each endpoint's final state and Zeek's summary.
+
+    ``addresses``: :func:`endpoints` of the same tracking.
+    """
     result, table = tracking.result, tracking.table
     conn, ends, rows = result.connections, result.endpoints, result.rows
     n = len(conn)
     first, last = conn[:, rp.C_FIRST_ROW], conn[:, rp.C_LAST_ROW]
-    client_is_src = tracking.conversations.direction[first] == conn[:, rp.C_CLIENT_DIR]
-    src, dst = row_addresses(table, first)
-    client = Texts(np.where(client_is_src, src.codes, dst.codes), src.values)
-    server = Texts(np.where(client_is_src, dst.codes, src.codes), src.values)
     sides, flow_of_row = rows[:, rp.R_SIDE], rows[:, rp.R_CONN]
     start_ns, end_ns = table["ts_ns"][first], table["ts_ns"][last]
     columns = Table({
         "flow": np.arange(n, dtype=np.int64),
-        "client_addr": client,
-        "client_port": np.where(client_is_src, table["sport"][first], table["dport"][first]).astype(np.uint16),
-        "server_addr": server,
-        "server_port": np.where(client_is_src, table["dport"][first], table["sport"][first]).astype(np.uint16),
+        **addresses.columns,
         "start": Times(start_ns),
         "end": Times(end_ns),
         "start_epoch": start_ns / 1e9,
