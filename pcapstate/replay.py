@@ -249,23 +249,28 @@ def _numbered(parts: list, order: np.ndarray, rows: np.ndarray, shares: list[np.
     different connections are grouped by share, which nothing downstream
     reads (every table sorts them by connection and time).
     """
-    position = np.empty(len(order), dtype=np.int64)
-    position[order] = np.arange(len(order), dtype=np.int64)
+    from pcapstate import replay_state as rs
+    from pcapstate.jobs import run_all
+
     conn_all = np.concatenate([conn for conn, _, _ in parts])
+    first_rows = conn_all[:, C_FIRST_ROW]
+    if not rs.is_identity(order):  # replayed in timestamp order, not file order: positions differ from rows
+        position = np.empty(len(order), dtype=np.int64)
+        position[order] = np.arange(len(order), dtype=np.int64)
+        first_rows = position[first_rows]
     new_id = np.empty(len(conn_all), dtype=np.int64)
-    new_id[np.argsort(position[conn_all[:, C_FIRST_ROW]], kind="stable")] = np.arange(len(conn_all))
+    new_id[np.argsort(first_rows, kind="stable")] = np.arange(len(conn_all))
     conn = np.empty_like(conn_all)
     conn[new_id] = conn_all
     ends = np.empty((2 * len(conn_all), N_E), dtype=np.int64)
     trans = np.empty((sum(len(t) for _, _, t in parts), N_T), dtype=np.int64)
-    base, at = 0, 0
+    jobs, base, at = [], 0, 0
     for (share_conn, share_ends, share_trans), share in zip(parts, shares):
-        renumber = new_id[base:base + len(share_conn)]
+        renumber = np.ascontiguousarray(new_id[base:base + len(share_conn)])
         ends[2 * renumber], ends[2 * renumber + 1] = share_ends[0::2], share_ends[1::2]
-        rows[share, R_CONN] = renumber[rows[share, R_CONN]]
-        trans[at:at + len(share_trans)] = share_trans
-        trans[at:at + len(share_trans), T_CONN] = renumber[share_trans[:, T_CONN]]
+        jobs.append((share, renumber, share_trans, trans[at:at + len(share_trans)]))
         base, at = base + len(share_conn), at + len(share_trans)
+    run_all(lambda job: rs.renumber(rows, *job), jobs)
     return conn, ends, trans
 
 

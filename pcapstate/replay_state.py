@@ -380,6 +380,27 @@ def close_all(pk, conn, ends, queue, trans, rows, cnt, start):
     return cnt[K_N_CONN]
 
 
+@entry("i8[::1]")
+def is_identity(order):
+    """Whether ``order`` is 0, 1, 2, ...: a capture already in timestamp order."""
+    for i in range(order.shape[0]):
+        if order[i] != i:
+            return False
+    return True
+
+
+@entry(ROWS, "i8[::1]", "i8[::1]", "i8[:, ::1]", "i8[:, ::1]")
+def renumber(rows, share, new_id, trans, out):
+    """A share's connection numbers in ``rows`` (its rows) and its transitions (``trans`` into ``out``) by ``new_id``."""
+    for i in range(share.shape[0]):
+        r = share[i]
+        rows[r, R_CONN] = new_id[rows[r, R_CONN]]
+    for i in range(trans.shape[0]):
+        for c in range(trans.shape[1]):
+            out[i, c] = trans[i, c]
+        out[i, T_CONN] = new_id[trans[i, T_CONN]]
+
+
 @entry("i8[:, ::1]", ROWS)
 def backfill_server_states(conn, rows):
     """Rows captured before the server showed whether it was listening get what it turned out to be."""

@@ -77,7 +77,7 @@ def guess_client_direction(pk: np.ndarray, convs: conversations.Conversations) -
     order = convs.order
     conv_in_order = pk[order, replay.PK_CONV]
     first_pos = np.full(convs.count, len(order), dtype=np.int64)
-    np.minimum.at(first_pos, conv_in_order, np.arange(len(order)))
+    first_pos[conv_in_order[::-1]] = np.arange(len(order) - 1, -1, -1)  # the earliest wins (as below)
     first_row = order[first_pos]
     sport, dport = pk[first_row, replay.PK_SPORT], pk[first_row, replay.PK_DPORT]
     guess[:] = np.where(sport < dport, 1, 0)  # direction 0 is the first row's sender
