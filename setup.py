@@ -33,7 +33,12 @@ class BuildPrebuiltCore(build_ext):
         return outputs + [os.path.join(os.path.dirname(p), "_core.json") for p in outputs]
 
     def copy_extensions_to_source(self):
-        # an editable install: the module and its manifest into the source tree, when they were built
+        # an editable install: the module and its manifest into the source tree, when they were built,
+        # and the sources byte-compiled there, as pip does for an installed package (each run would
+        # compile every module again where PYTHONDONTWRITEBYTECODE is set)
+        import compileall
+
+        compileall.compile_dir(os.path.join(HERE, "pcapstate"), quiet=1)
         build_py = self.get_finalized_command("build_py")
         for ext in self.extensions:
             inplace_file, regular_file = self._get_inplace_equivalent(build_py, ext)
