@@ -60,7 +60,7 @@ def njit(function):
     return numba_njit(cache=True, nogil=True)(function)
 
 
-def inline(function):
+def inline(function, on_first_use: bool = False):
     """:func:`njit`, but inlined into its callers when the prebuilt core is built.
 
     numba takes a reference to every array a compiled helper is given, on each
@@ -68,9 +68,11 @@ def inline(function):
     elide them: in the replay, with several such calls per packet, that was
     40 % of the time.  Inlined, they go; the price is compile time (half a
     minute more), paid once at install.  Compiling on first use, numba
-    compiles such a helper as any other.
+    compiles such a helper as any other, unless ``on_first_use`` asks for
+    inlining then too (the decoder's byte readers: cheap to compile, and
+    called ten times a packet).
     """
-    if MODE != "numba" or not BUILDING:
+    if MODE != "numba" or not (BUILDING or on_first_use):
         return njit(function)
     from numba import njit as numba_njit
 

@@ -1,10 +1,10 @@
 """Two helpers the compiled decoder (fast_records, fast_layers) shares.
 
-* ``inline``: :func:`pcapstate.jit.njit`, but inlined into its callers by
-  numba.  A helper numba compiles on its own takes a reference to every array
-  it is given, on each call (an atomic increment and decrement); with ten such
-  calls per packet that costs more than the parsing.  Inlined, they go.  Plain
-  Python when numba is not compiling, like ``njit``.
+* ``inline``: :func:`pcapstate.jit.inline`, inlined into its callers by numba
+  whenever numba compiles, on first use too.  A helper numba compiles on its
+  own takes a reference to every array it is given, on each call (an atomic
+  increment and decrement); with ten such calls per packet that costs more
+  than the parsing.  Inlined, they go.
 * ``zeroed_arrays``: several arrays carved out of one zeroed allocation.  On
   first write every page of a fresh array faults; one allocation of several
   megabytes gets transparent huge pages from numpy, twenty small ones do not,
@@ -18,11 +18,7 @@ from pcapstate import jit
 
 
 def inline(function):
-    if jit.MODE != "numba":  # plain, or prebuilt: compiled inside the entry points
-        return function
-    from numba import njit as numba_njit
-
-    return numba_njit(inline="always", cache=True, nogil=True)(function)
+    return jit.inline(function, on_first_use=True)
 
 
 def zeroed_arrays(count: int, layouts: list[tuple[str, tuple[int, ...]]]) -> list[np.ndarray]:
