@@ -146,9 +146,8 @@ def analyze(captures: tuple[str, ...], decoder: str, flow_id: int | None, timeli
     would have shown them when the capture ended.
     """
     from pcapstate.analysis import analyze as run_analysis
-    from pcapstate.progress import Progress
-
     from pcapstate.jobs import resolve
+    from pcapstate.progress import Progress
 
     if engine == "dask" or scheduler is not None:
         analysis = _analyze_dask(captures, decoder, scheduler, time_wait, thresholds)

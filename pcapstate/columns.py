@@ -104,11 +104,11 @@ class Objects:
         return pd.Series(self.values, dtype=object)
 
 
-def texts(strings) -> Texts:
+def texts(strings, keep_object: bool = False) -> Texts:
     """Strings (None: missing) as :class:`Texts`, each distinct one kept once."""
     index: dict = {}
     codes = np.fromiter((-1 if s is None else index.setdefault(s, len(index)) for s in strings), dtype=np.int64)
-    return Texts(codes, tuple(index))
+    return Texts(codes, tuple(index), keep_object)
 
 
 class Table:

@@ -70,7 +70,7 @@ def flows(tracking, zeek: dict, addresses: Table) -> Table:
         "first_frame": table["frame"][first].astype(np.int64),
         "last_frame": table["frame"][last].astype(np.int64),
         "conn_state": Categories(np.asarray(zeek["conn_state_code"], dtype=np.int64), CONN_STATES),
-        "history": _keep_object(texts(zeek["history"])),
+        "history": texts(zeek["history"], keep_object=True),
         "zeek_orig": Categories(np.where(zeek["orig_is_client"], 0, 1), SIDE_NAMES),
         "zeek_split": np.asarray(zeek["split"], dtype=bool),
     })
@@ -287,7 +287,3 @@ def handshake_codes(conn: np.ndarray) -> np.ndarray:
 def _codes_of(values, names: tuple) -> np.ndarray:
     index = {name: k for k, name in enumerate(names)}
     return np.array([index.get(v, -1) for v in values], dtype=np.int64)
-
-
-def _keep_object(column: Texts) -> Texts:
-    return Texts(column.codes, column.values, keep_object=True)

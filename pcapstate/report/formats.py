@@ -40,7 +40,7 @@ import numpy as np
 
 from pcapstate.columns import Table
 from pcapstate.errors import PcapstateError
-from pcapstate.report.jsonout import COLUMN_TYPES, SCHEMA, as_table, column_values, from_pandas_column, write_json
+from pcapstate.report.jsonout import SCHEMA, as_table, column_values, write_json
 
 FORMATS = ("json", "jsonl", "csv", "parquet")
 _SUFFIX = {"csv": ".csv", "parquet": ".parquet"}
@@ -113,9 +113,7 @@ def write_parquet(table, path: Path) -> None:
 
 
 def csv_values(column) -> list[str]:
-    """One column (a Table's, or a DataFrame's) as CSV fields."""
-    if not isinstance(column, (np.ndarray, *COLUMN_TYPES)):
-        column = from_pandas_column(column)
+    """One column of a :class:`~pcapstate.columns.Table` as CSV fields."""
     if isinstance(column, np.ndarray) and column.dtype.kind == "f":
         return ["" if v != v else repr(v) for v in column.astype(np.float64).tolist()]
     return [_csv_field(v) for v in column_values(column)]

@@ -14,14 +14,11 @@ import numpy as np
 
 from pcapstate.columns import Categories, Nullable, Objects, Table, Texts, Times
 
-COLUMN_TYPES = (Categories, Nullable, Objects, Texts, Times)
 SCHEMA = "pcapstate/1"
 
 
 def column_values(column) -> list:
-    """One column (of a :class:`~pcapstate.columns.Table`, or a DataFrame's) as JSON-ready Python values."""
-    if not isinstance(column, (np.ndarray, *COLUMN_TYPES)):
-        column = from_pandas_column(column)
+    """One column of a :class:`~pcapstate.columns.Table` as JSON-ready Python values."""
     if isinstance(column, Categories):
         names = list(column.names) + [None]
         return [names[c] for c in column.codes.tolist()]  # -1: the None at the end
