@@ -62,39 +62,45 @@ def timed(command: list[str]) -> float:
 
 def measure_inside(directory: Path, workers: int) -> None:
     from pcapstate import dask_engine
+    from pcapstate.cli import OUTPUT_TABLES
+    from pcapstate.report.formats import write_tables
 
+    asked = {"tables": OUTPUT_TABLES, "keep_table": False, "options": False}  # what the command line asks for
     started = time.perf_counter()
     with dask_engine.connect(workers=workers) as client:
         up = time.perf_counter() - started
-        dask_engine.analyze(str(directory), client=client)  # warms the workers (numba caches, imports)
+        dask_engine.analyze(str(directory), client=client, **asked)  # warms the workers (imports, page cache)
         began = time.perf_counter()
-        analysis = dask_engine.analyze(str(directory), client=client)
+        analysis = dask_engine.analyze(str(directory), client=client, **asked)
         engine = time.perf_counter() - began
     stats = dask_engine.last_stats
     began = time.perf_counter()
-    for name in ("flows", "transitions", "retransmissions", "retries", "anomalies"):
-        getattr(analysis, name)
-    tables = time.perf_counter() - began
+    write_tables("json", {name: analysis.columnar(name) for name in OUTPUT_TABLES}, "/dev/null", jobs=workers)
+    printing = time.perf_counter() - began
     packets = len(analysis.table)
     print(f"\ninside one run (warm workers; cluster start-up {up:.2f} s):")
-    print(f"  {stats.files} files, {packets:,} packets, {len(analysis.flows):,} connections, "
+    print(f"  {stats.files} files, {packets:,} packets, {analysis.connection_count:,} connections, "
           f"{stats.partitions} partitions on {stats.workers} workers")
     print(f"  decode on workers (to first sizes back): {stats.decode_s:.2f} s; client stages (cumulative): "
           + ", ".join(f"{k} {v:.2f} s" for k, v in stats.wall_s.items()))
-    print(f"  engine total {engine:.2f} s, then on the client: tables and findings {tables:.2f} s")
+    print(f"  engine total {engine:.2f} s, then on the client: JSON printed in {printing:.2f} s")
     print(f"  shuffle: {stats.shuffle_bytes / 1e6:.1f} MB moved between workers of "
           f"{stats.shuffle_total_bytes / 1e6:.1f} MB cut into partitions "
           f"({stats.shuffle_total_bytes / max(packets, 1):.0f} bytes/packet)")
     for p, (count, seconds) in enumerate(zip(stats.partition_packets, stats.partition_replay_s)):
         print(f"  partition {p}: {count:,} packets replayed in {seconds:.2f} s = {count / seconds / 1e6:.2f} M packets/s")
     rate = sum(stats.partition_packets) / max(sum(stats.partition_replay_s), 1e-9)
-    serial = stats.wall_s.get("decode_merge", 0.0) - stats.decode_s + tables
+    # on the workers: decode, then per partition replay, findings and tables (from the numbering to the tables)
+    tables_s = stats.wall_s["tables"] - stats.wall_s["replay"]
+    parallel_total = stats.decode_s * workers + sum(stats.partition_replay_s) + tables_s * workers
+    serial = stats.wall_s["gather"] - stats.wall_s["tables"] + printing
     print("\nestimate for N machines (from these measurements):")
     print(f"  per-partition replay {rate / 1e6:.2f} M packets/s per core; shuffle "
           f"{stats.shuffle_total_bytes / max(packets, 1):.0f} bytes/packet, of which (N-1)/N crosses the network")
-    print(f"  client-side serial work (merge + gathered findings/tables): about {serial:.1f} s for {packets:,} packets")
+    print(f"  worker time (decode, replay, findings and tables) {parallel_total:.1f} core-seconds; "
+          f"client serial work (gathering the tables, printing JSON) {serial:.1f} s")
     for n in (2, 4, 8, 16):
-        parallel = (stats.decode_s + sum(stats.partition_replay_s)) / n
+        parallel = parallel_total / n
         network = stats.shuffle_total_bytes * (n - 1) / n / 1.25e8  # 1 Gbit/s per machine link
         print(f"  N={n:2d}: parallel part ~{parallel:.1f} s + shuffle at 1 Gbit/s ~{network:.2f} s "
               f"+ serial ~{serial:.1f} s = ~{parallel + network + serial:.1f} s")

@@ -159,9 +159,10 @@ class Analysis:
     """
 
     def __init__(self, tracking: Tracking, thresholds: Thresholds = Thresholds(),
-                 zeek_checksums: bool = False) -> None:
+                 zeek_checksums: bool = False, whole_trace: bool = True) -> None:
         self.tracking = tracking
-        self.table = tracking.table
+        self.whole_trace = whole_trace  # False: a part of a trace (findings.compute)
+        self.table = tracking.table if tracking is not None else None
         self.thresholds = thresholds
         self.zeek_checksums = zeek_checksums
         self._columnar: dict[str, Table] = {}
@@ -349,7 +350,7 @@ class Analysis:
             worker.shutdown(wait=False)
 
     def _compute_findings(self) -> Findings:
-        return compute(self.tracking, EndpointNames(self.endpoints), self.thresholds)
+        return compute(self.tracking, EndpointNames(self.endpoints), self.thresholds, self.whole_trace)
 
     @cached_property
     def retransmissions(self):
@@ -428,6 +429,38 @@ class Analysis:
         from pcapstate.snapshot import states_at
 
         return states_at(self, t, closed=closed)
+
+
+class GatheredAnalysis(Analysis):
+    """An analysis whose tables were made elsewhere, in parts, and gathered (:mod:`pcapstate.dask_engine`).
+
+    It holds the tables themselves and no tracking: the tables it was given
+    (see :data:`TABLES`), and ``table``, the merged packet table or only its
+    outline (:class:`pcapstate.table.TableOutline`: source, statistics, files
+    and length), whichever was gathered.
+    """
+
+    def __init__(self, table, tables: dict[str, Table], thresholds: Thresholds = Thresholds(),
+                 zeek_checksums: bool = False) -> None:
+        super().__init__(None, thresholds, zeek_checksums)
+        self.table = table
+        self._columnar = dict(tables)
+
+    @property
+    def connection_count(self) -> int:
+        return len(self.columnar("flows"))
+
+    def columnar(self, name: str) -> Table:
+        if name not in self._columnar:
+            raise KeyError(f"table {name!r} was not gathered (gathered: {', '.join(self._columnar)})")
+        return self._columnar[name]
+
+    @property
+    def findings(self) -> Findings:
+        raise AttributeError("a gathered analysis has its tables, not the findings they were made from")
+
+    def start_findings(self) -> None:
+        pass
 
 
 class EndpointNames:

@@ -64,6 +64,7 @@ def _threshold_options(command):
 
 
 OUTPUT_FORMATS = ("table", "json", "jsonl", "csv", "parquet")
+OUTPUT_TABLES = ("flows", "transitions", "retransmissions", "retries", "anomalies")  # what analyze writes to files
 
 
 def output_options(command):
@@ -150,7 +151,7 @@ def analyze(captures: tuple[str, ...], decoder: str, flow_id: int | None, timeli
     from pcapstate.progress import Progress
 
     if engine == "dask" or scheduler is not None:
-        analysis = _analyze_dask(captures, decoder, scheduler, time_wait, thresholds)
+        analysis = _analyze_dask(captures, decoder, scheduler, time_wait, thresholds, whole=fmt == "table")
         _report_analysis(analysis, analysis.warnings, flow_id, timeline, fmt, output, show_all,
                          resolve(jobs, len(analysis.table)))
         return
@@ -177,7 +178,7 @@ def _report_analysis(analysis, warnings: list[str], flow_id: int | None, timelin
         click.echo(f"pcapstate: warning: {capture}: {message}", err=True)
     _check_flow(capture, analysis, flow_id)
     if fmt != "table":
-        names = ("flows", "transitions", "retransmissions", "retries", "anomalies")
+        names = OUTPUT_TABLES
         _write_tables(fmt, _tables(analysis, names, flow_id, jobs), output, capture, jobs)
         return
     with _output(output) as out:
@@ -404,8 +405,13 @@ def _check_one(name: str, target, read, update: bool, time_wait: float | None) -
     return 1 if problems else 0
 
 
-def _analyze_dask(captures, decoder: str, scheduler: str | None, time_wait: float, thresholds: dict):
-    """``analyze --engine dask``: the analysis from :mod:`pcapstate.dask_engine` (dask imported only here)."""
+def _analyze_dask(captures, decoder: str, scheduler: str | None, time_wait: float, thresholds: dict,
+                  whole: bool = True):
+    """``analyze --engine dask``: the analysis from :mod:`pcapstate.dask_engine` (dask imported only here).
+
+    ``whole``: every table and the packet table, for the terminal's text;
+    else only the tables a file of ``analyze`` holds (:data:`OUTPUT_TABLES`).
+    """
     try:
         from pcapstate import dask_engine
     except ImportError as error:  # pragma: no cover - the extra is missing
@@ -415,8 +421,9 @@ def _analyze_dask(captures, decoder: str, scheduler: str | None, time_wait: floa
     except ImportError as error:
         raise click.UsageError(f"--engine dask needs Dask distributed: pip install 'pcapstate[dask]' ({error})")
     source = list(captures) if len(captures) != 1 else captures[0]
+    tables = dask_engine.ALL_TABLES if whole else OUTPUT_TABLES
     return dask_engine.analyze(source, scheduler=scheduler, decoder=decoder, time_wait=time_wait, options=False,
-                               **thresholds)
+                               tables=tables, keep_table=whole, **thresholds)
 
 
 def load_quietly(capture: str, decoder: str):

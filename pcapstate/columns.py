@@ -158,6 +158,45 @@ class Table:
                              for name, column in self.columns.items()})
 
 
+def concat(tables: list[Table]) -> Table:
+    """The rows of ``tables`` (the same columns, of the same kinds) one after the other.
+
+    Categories must have the same names; texts may differ in their distinct
+    strings (their codes are remapped into the union).
+    """
+    first = tables[0]
+    return Table({name: _concat_column([t[name] for t in tables]) for name in first.names})
+
+
+def _concat_column(parts: list):
+    head = parts[0]
+    if isinstance(head, np.ndarray):
+        return np.concatenate(parts)
+    if isinstance(head, Categories):
+        assert all(p.names == head.names for p in parts), "categories differ"
+        return Categories(np.concatenate([p.codes for p in parts]), head.names, head.ordered)
+    if isinstance(head, Times):
+        missing = None
+        if any(p.missing is not None for p in parts):
+            missing = np.concatenate([p.missing if p.missing is not None else np.zeros(len(p.ns), dtype=bool)
+                                      for p in parts])
+        return Times(np.concatenate([p.ns for p in parts]), missing)
+    if isinstance(head, Nullable):
+        return Nullable(np.concatenate([p.values for p in parts]), np.concatenate([p.missing for p in parts]))
+    if isinstance(head, Texts):
+        if all(p.values == head.values for p in parts):
+            return Texts(np.concatenate([p.codes for p in parts]), head.values, head.keep_object)
+        index: dict = {}
+        codes = []
+        for p in parts:
+            lookup = np.array([index.setdefault(v, len(index)) for v in p.values] + [-1], dtype=np.int64)
+            codes.append(lookup[np.asarray(p.codes, dtype=np.int64)])  # -1 (None) reads the -1 at the end
+        return Texts(np.concatenate(codes), tuple(index), head.keep_object)
+    if isinstance(head, Objects):
+        return Objects(np.concatenate([p.values for p in parts]))
+    raise TypeError(f"not a column: {type(head).__name__}")
+
+
 def _values(column):
     if isinstance(column, np.ndarray):
         return column

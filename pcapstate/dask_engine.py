@@ -1,36 +1,42 @@
-"""``--engine dask``: a capture (set) decoded and replayed on a Dask distributed cluster.
+"""``--engine dask``: a capture (set) analyzed on a Dask distributed cluster.
 
-The same analysis as :func:`pcapstate.analyze`, table for table, with the two
-heavy stages spread over workers:
+The same analysis as :func:`pcapstate.analyze`, table for table, with the
+work on the workers and the client only gathering:
 
 1. **Decode.**  Every file of the set is decoded on a worker
    (:func:`pcapstate.decode.read_file`, as the single-process reader does), one
-   task per file.  The tables come to the client, which merges them exactly as
-   :func:`pcapstate.decode.capture_set.merge` does (file order by first
-   record, global ``frame``, ``file``, ``file_frame``), and which keeps the
-   merged table: the result is an ordinary :class:`~pcapstate.analysis.Analysis`,
-   whose packet table the reports read.
+   task per file.  Only each file's size, times and statistics come to the
+   client, which orders the files as :func:`pcapstate.decode.capture_set.merge`
+   does: for files one after the other in time (a rotated set), a packet's
+   global row and frame are its file's offsets plus its own.  Files that
+   overlap in time are merged on the client first (rows interleave), and the
+   global rows and frames read from the merge.
 2. **Shuffle.**  Each worker splits its files' packets into partitions by a
    hash of the connection's 4-tuple, the same for both directions (lower
    address:port first, as :mod:`pcapstate.conversations` keys a
    conversation), so every packet of a conversation, and so of its
-   connections, lands in one partition.  The parts move worker to worker
-   (only the columns the replay reads, with each packet's global row).
-3. **Replay.**  Each partition is put in global order, grouped into
-   conversations and replayed with the same compiled replay
-   (:func:`pcapstate.replay.replay`), with the capture's global end for the
-   end-of-capture close.  A connection's replay reads only its own packets, so
-   it is the same as in one process.
-4. **Gather.**  The partitions' replay arrays come back with their rows and
-   connections renumbered to the single-process numbering: connections in order
-   of their first packet in the replay order (timestamp, then merged-trace
-   order), which is how the replay numbers them; conversations likewise.  The
-   merged arrays make a :class:`~pcapstate.tracker.Tracking` equal to the
-   single-process one, and the findings (retransmissions, retries and all
-   anomalies, including those that look across connections: ``half_open_flood``,
-   ``port_reuse``) and the Zeek summary are computed from it on the client, by
-   the same code as in one process.
+   connections, lands in one partition.  The parts (every column the analysis
+   reads, with the global row, frame, file and file frame) move worker to
+   worker.
+3. **Analyze each partition.**  Its packets in global order make a packet
+   table that is replayed (:func:`pcapstate.tracker.track`, the same compiled
+   replay) with the trace's end for the end-of-capture close, and analyzed as
+   a part of the trace (:class:`pcapstate.analysis.Analysis` with
+   ``whole_trace=False``).  A connection's replay, Zeek summary and findings
+   read only its own conversation's packets, so each is what one process
+   finds.
+4. **Number.**  The client ranks every connection by its first packet in the
+   replay order of the whole trace (timestamp, then global row), which is how
+   one process numbers them, and sends each partition its connections' numbers.
+5. **Tables.**  Each partition builds the tables with those numbers (the
+   sentences too), and the client puts the parts together in each table's
+   order (:func:`pcapstate.results.gather`).  The one finding that looks
+   across conversations, ``half_open_flood``, is made on the client from the
+   partitions' half-open connections
+   (:func:`pcapstate.findings.anomalies.flood`).
 
+The client never holds the packets unless asked (``keep_table``): the
+analysis it returns is a :class:`pcapstate.analysis.GatheredAnalysis`.
 Dask is imported only here, and only when this engine is used.
 """
 from __future__ import annotations
@@ -43,8 +49,7 @@ import numpy as np
 
 from pcapstate.table import DecodeStats, PacketTable
 
-# the columns the replay and grouping read; only these travel in the shuffle
-REPLAY_COLUMNS = ("ts_ns", "src_ip", "dst_ip", "sport", "dport", "flags", "seq", "ack", "payload_len")
+ALL_TABLES = ("flows", "transitions", "packets", "packet_notes", "retransmissions", "retries", "anomalies")
 
 
 @dataclass
@@ -83,8 +88,8 @@ def connect(scheduler: str | None = None, workers: int | None = None, processes:
 
 def analyze(source, *, scheduler: str | None = None, client=None, partitions: int | None = None,
             decoder: str = "dpkt", time_wait: float = 60.0, zeek_checksums: bool = False, options: bool = True,
-            **thresholds):
-    """:func:`pcapstate.analyze` on a Dask cluster; returns the same :class:`~pcapstate.analysis.Analysis`.
+            tables=ALL_TABLES, keep_table: bool = True, **thresholds):
+    """:func:`pcapstate.analyze` on a Dask cluster: a :class:`~pcapstate.analysis.GatheredAnalysis`.
 
     ``source``: a path, a list of paths, a directory or a glob (a capture set,
     as for :func:`pcapstate.analyze`).  ``client``: a ``distributed.Client``
@@ -93,22 +98,44 @@ def analyze(source, *, scheduler: str | None = None, client=None, partitions: in
     ``partitions``: how many replay partitions (default: the cluster's
     threads).  ``options=False`` decodes without the columns only a packet
     listing prints (:func:`pcapstate.decode.read_capture`): less to move.
+    ``tables``: which tables the workers build and the client gathers (the
+    packets table is as long as the capture).  ``keep_table``: also bring
+    the packet table to the client (``analysis.table``); without it,
+    ``analysis.table`` is only its outline (source, statistics, files, length).
     """
     own = client is None
     if own:
         client = connect(scheduler)
     try:
-        return _analyze(client, source, partitions, decoder, time_wait, zeek_checksums, thresholds, options)
+        return _analyze(client, source, partitions, decoder, time_wait, zeek_checksums, thresholds, options,
+                        tuple(tables), keep_table)
     finally:
         if own:
             client.close()
 
 
-def _analyze(client, source, partitions, decoder, time_wait, zeek_checksums, thresholds, options=True):
-    from pcapstate.analysis import Analysis, _names_a_set
-    from pcapstate.decode.capture_set import CaptureSetError, expand, natural_key
+@dataclass
+class _Member:
+    """A decoded file as the client knows it: where its table is, and what :func:`_meta` said of it."""
+
+    path: str
+    future: object
+    first_ns: int | None  # its first record's timestamp: the set's order
+    rows: int
+    low: int  # its first TCP packet's timestamp
+    high: int  # its latest TCP packet's timestamp
+    records: int
+    stats: DecodeStats
+    backwards: int  # packets earlier than the one before them in the file
+
+
+def _analyze(client, source, partitions, decoder, time_wait, zeek_checksums, thresholds, options=True,
+             tables=ALL_TABLES, keep_table=True):
+    from pcapstate.analysis import GatheredAnalysis, _names_a_set
+    from pcapstate.decode.capture_set import CaptureSetError, describe, expand, natural_key, set_stats
     from pcapstate.errors import DecoderUnavailableError
     from pcapstate.findings.anomalies import Thresholds
+    from pcapstate.table import TableOutline
 
     started = time.perf_counter()
     stats = DaskStats()
@@ -122,108 +149,188 @@ def _analyze(client, source, partitions, decoder, time_wait, zeek_checksums, thr
     nthreads = sum(client.nthreads().values()) or 1
     count = max(1, int(partitions or nthreads))
     stats.partitions = count
+    limits = Thresholds(**thresholds)
 
-    # 1. decode, one task per file; the tables stay on the workers, the client first sees their sizes and times
+    # 1. decode, one task per file; the tables stay on the workers, the client sees their sizes, times and stats
     decoded = client.map(_decode, paths, [decoder] * len(paths), [is_set] * len(paths), [options] * len(paths),
                          pure=False)
     metas = client.gather(client.map(_meta, decoded, pure=False))
     stats.decode_s = time.perf_counter() - started
-    members, problems, errors, kept = [], [], [], []
-    for path, future, (kind, payload, first_ns, length, low, high) in zip(paths, decoded, metas):
-        if kind == "error":
-            if isinstance(payload, DecoderUnavailableError) or not is_set:
-                raise payload
-            errors.append(payload)
-            problems.append(f"{payload}; skipped")
+    members, problems, errors = [], [], []
+    for path, future, meta in zip(paths, decoded, metas):
+        if meta[0] == "error":
+            if isinstance(meta[1], DecoderUnavailableError) or not is_set:
+                raise meta[1]
+            errors.append(meta[1])
+            problems.append(f"{meta[1]}; skipped")
             continue
-        members.append((path, future, first_ns, length, low, high))
-        kept.append(future)
+        members.append(_Member(path, future, *meta[2:]))
     if not members:
         if len(errors) == 1:
             raise errors[0]
         shown = "; ".join(str(e) for e in errors[:3]) + (f"; and {len(errors) - 3} more" if len(errors) > 3 else "")
         raise CaptureSetError(f"none of the {len(paths)} files is a capture pcapstate can read ({shown})")
-    # Files one after the other in time (a rotated set, or one file): a packet's row in the merged trace is its
-    # file's offset plus its row in the file, known before the merge, so the replay starts at once and the
-    # client merges the tables meanwhile.  Files that overlap in time: merged first, rows read from the merge.
-    ordered = sorted(members, key=lambda m: (m[2] is None, m[2] if m[2] is not None else 0, natural_key(m[0])))
-    sequential, previous = True, None
-    for m in ordered:
-        if m[3]:
-            if previous is not None and m[4] < previous:
-                sequential = False
-            previous = m[5]
-    count_rows = sum(m[3] for m in members)
+    ordered = sorted(members, key=lambda m: (m.first_ns is None, m.first_ns if m.first_ns is not None else 0,
+                                             natural_key(m.path)))
+    names = tuple(m.path for m in ordered) if is_set else ()
+    source_name = describe(specs, len(members), len(paths)) if is_set else paths[0]
+    packets = sum(m.rows for m in members)
+    end_ns = max((m.high for m in members if m.rows), default=0)
+
+    # Files one after the other in time (a rotated set, or one file): a packet's global row and frame are its
+    # file's offsets plus its own, known now.  Files that overlap: merged here first, rows and frames read from it.
     table = None
-    if sequential:
-        offsets = dict(zip((m[0] for m in ordered), np.cumsum([0] + [m[3] for m in ordered])[:-1].tolist()))
-        global_rows = [np.arange(offsets[m[0]], offsets[m[0]] + m[3], dtype=np.int64) for m in members]
+    if _one_after_another(ordered):
+        row_at = np.cumsum([0] + [m.rows for m in ordered]).tolist()
+        frame_at = np.cumsum([0] + [m.records for m in ordered]).tolist()
+        where = [(row_at[i], frame_at[i]) for i in range(len(ordered))]
+        backwards = sum(m.backwards for m in ordered)
+        if is_set:
+            outline_stats, files = set_stats([(m.path, m.stats, m.records, m.rows, m.first_ns) for m in ordered])
+        else:
+            outline_stats, files = ordered[0].stats, ()
     else:
-        table = _merged(client, members, is_set, specs, paths, problems)
+        from pcapstate import conversations
+
+        table = _merged(client, ordered, source_name, is_set)
         file_of_row = table["file"].astype(np.int64)
-        index_of = {m[0]: i for i, m in enumerate(members)}
-        global_rows = [None] * len(members)
-        for f, capture in enumerate(table.files):
-            global_rows[index_of[capture.name]] = np.flatnonzero(file_of_row == f)
+        where = []
+        for f in range(len(ordered)):
+            rows = np.flatnonzero(file_of_row == f)
+            where.append((client.scatter(rows, workers=_where(client, ordered[f].future)),
+                          client.scatter(table["frame"][rows], workers=_where(client, ordered[f].future))))
+        backwards = conversations.replay_order(table["ts_ns"])[1]
+        outline_stats, files = table.stats, table.files
+    outline_stats.warnings[:0] = problems
+    if backwards:
+        outline_stats.warn(f"{backwards} packets are earlier than the packet before them in the file; "
+                           "replayed in timestamp order")
+    outline = TableOutline(packets, outline_stats, source_name, files)
 
     # 2. shuffle: each file's packets split by conversation hash, on the worker that decoded it
-    end_ns = max((m[5] for m in members if m[3]), default=0)
-    two_msl_ns = int(round(time_wait * 1e9))
-    row_futures = [client.scatter(rows, workers=_where(client, fut)) for rows, fut in zip(global_rows, kept)]
-    splits = [client.submit(_split, fut, rows, count, pure=False) for fut, rows in zip(kept, row_futures)]
+    splits = [client.submit(_split, m.future, rows, frames, f if is_set else None, count, pure=False)
+              for f, (m, (rows, frames)) in enumerate(zip(ordered, where))]
     parts = [[client.submit(_pick, s, p, pure=False) for s in splits] for p in range(count)]
-    # 3. replay each partition
-    replayed = [client.submit(_replay_partition, two_msl_ns, end_ns, *parts[p], pure=False) for p in range(count)]
-    if table is None:
-        table = _merged(client, members, is_set, specs, paths, problems)
-    assert len(table) == count_rows
-    stats.wall_s["decode_merge"] = time.perf_counter() - started
-    results = client.gather(replayed)
+    # 3. replay and analyze each partition as a part of the trace
+    setting = {"source": source_name, "files": files, "end_ns": end_ns, "time_wait": time_wait,
+               "thresholds": limits, "zeek_checksums": zeek_checksums}
+    analyzed = [client.submit(_analyze_partition, setting, *parts[p], pure=False) for p in range(count)]
+    if keep_table and table is None:
+        table = _merged(client, ordered, source_name, is_set)
+        table.stats = outline_stats
+    # 4. number the connections as one process does
+    keys = client.gather([client.submit(_connection_keys, a, pure=False) for a in analyzed])
     stats.wall_s["replay"] = time.perf_counter() - started
+    numbers = _numbers(keys)
+    # 5. the tables, built on the workers with those numbers, put together here
+    built = client.gather([client.submit(_partition_tables, a, n, tables, pure=False)
+                           for a, n in zip(analyzed, numbers)])
+    stats.wall_s["tables"] = time.perf_counter() - started
+    gathered = _gathered_tables(built, tables, limits, names)
+    stats.wall_s["gather"] = time.perf_counter() - started
+    _shuffle_stats(client, stats, splits, analyzed, count)
+    stats.partition_packets = [b["packets"] for b in built]
+    stats.partition_replay_s = [b["replay_s"] for b in built]
+    global last_stats
+    last_stats = stats
+    return GatheredAnalysis(table if keep_table else outline, gathered, limits, zeek_checksums)
+
+
+def _one_after_another(ordered: list[_Member]) -> bool:
+    """Whether no file's packets (or, for a file without TCP, records) begin before an earlier file's end."""
+    latest = None
+    for m in ordered:
+        begins = m.low if m.rows else m.first_ns if m.records else None
+        if begins is not None and latest is not None and begins < latest:
+            return False
+        if m.rows:
+            latest = m.high if latest is None else max(latest, m.high)
+    return True
+
+
+def _merged(client, ordered: list[_Member], source: str, is_set: bool) -> PacketTable:
+    """The files' tables brought to the client and merged as the single-process reader merges them."""
+    from pcapstate.decode.capture_set import merge
+
+    outcomes = client.gather([m.future for m in ordered])
+    if not is_set:
+        return outcomes[0][1]
+    return merge([(m.path, outcome[1], outcome[2]) for m, outcome in zip(ordered, outcomes)], source)
+
+
+def _numbers(keys: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+    """Per partition, its connections' numbers in the whole trace: ranks by (first packet's time, global row)."""
+    ts = np.concatenate([k[0] for k in keys]) if keys else np.zeros(0, np.int64)
+    rows = np.concatenate([k[1] for k in keys]) if keys else np.zeros(0, np.int64)
+    rank = np.empty(len(ts), dtype=np.int64)
+    rank[np.lexsort((rows, ts))] = np.arange(len(ts))
+    bounds = np.cumsum([0] + [len(k[0]) for k in keys]).tolist()
+    return [rank[a:b] for a, b in zip(bounds, bounds[1:])]
+
+
+def _gathered_tables(built: list[dict], tables: tuple, limits, names: tuple) -> dict:
+    """Every table put together from the partitions' parts; the anomalies with the flood finding added."""
+    from pcapstate import results
+
+    gathered = {}
+    for name in tables:
+        parts = [b["tables"][name] for b in built]
+        if name == "anomalies":
+            parts.append(_floods([b["half_open"] for b in built], limits, names))
+        gathered[name] = results.gather(name, parts)
+    return gathered
+
+
+def _floods(halves: list[dict], limits, names: tuple):
+    """The ``half_open_flood`` findings of the whole trace, from the partitions' half-open connections."""
+    from pcapstate import results
+    from pcapstate.columns import Nullable
+    from pcapstate.findings.anomalies import HalfOpen, _concatenate, flood
+
+    joined = {key: np.concatenate([h[key] for h in halves]) for key in ("flow", "opened", "unanswered", "frame",
+                                                                         "file", "file_frame")}
+    order = np.argsort(joined["flow"], kind="stable")  # in flow order, as one process lists them
+    listed = lambda key: [text for h in halves for text in h[key]]  # noqa: E731
+    service, sources = listed("service"), listed("source")
+    half = HalfOpen(joined["flow"][order], joined["opened"][order], np.arange(len(order)),
+                    joined["unanswered"][order], [service[i] for i in order.tolist()],
+                    [sources[i] for i in order.tolist()])
+    found = _concatenate(list(flood(half, limits)))
+    at = np.asarray(found.row, dtype=np.int64)
+    frame = joined["frame"][order][at]
+    columns = results.anomaly_columns(found, np.full(len(at), -1), Nullable(frame, np.zeros(len(at), dtype=bool)))
+    if names:  # a capture set
+        columns = results.with_files(columns, names, "frame", joined["file"][order][at],
+                                     joined["file_frame"][order][at])
+    return columns
+
+
+def _shuffle_stats(client, stats: DaskStats, splits: list, analyzed: list, count: int) -> None:
+    """Bytes of packet columns cut into partitions, and of those that moved to another worker."""
     sizes = client.gather([client.submit(_part_sizes, s, pure=False) for s in splits])
-    who = client.who_has(splits + replayed)
+    who = client.who_has(splits + analyzed)
     stats.shuffle_total_bytes = int(sum(sum(s) for s in sizes))
     moved = 0
     for p in range(count):
-        target = set(who.get(replayed[p].key, ()))
+        target = set(who.get(analyzed[p].key, ()))
         for f in range(len(splits)):
-            origin = set(who.get(splits[f].key, ()))  # where the file's parts were cut
-            if not (origin & target):
+            if not (set(who.get(splits[f].key, ())) & target):  # cut on another worker than the one that analyzed
                 moved += sizes[f][p]
     stats.shuffle_bytes = int(moved)
-    stats.partition_packets = [r["packets"] for r in results]
-    stats.partition_replay_s = [r["seconds"] for r in results]
-
-    # 4. gather into the single-process numbering
-    tracking = _gathered(table, results, time_wait)
-    stats.wall_s["gather"] = time.perf_counter() - started
-    global last_stats
-    last_stats = stats
-    return Analysis(tracking, Thresholds(**thresholds), zeek_checksums)
-
-
-def _merged(client, members, is_set, specs, paths, problems) -> PacketTable:
-    """The files' tables brought to the client and merged as the single-process reader merges them."""
-    from pcapstate.decode.capture_set import describe, merge
-
-    outcomes = client.gather([m[1] for m in members])
-    if not is_set:
-        return outcomes[0][1]
-    table = merge([(m[0], outcome[1], outcome[2]) for m, outcome in zip(members, outcomes)],
-                  describe(specs, len(members), len(paths)))
-    table.stats.warnings[:0] = problems
-    return table
 
 
 def _meta(decoded):
-    """("ok" or "error", the error, first record's ns, rows, first and greatest timestamp) of a decoded file."""
+    """What the client needs of a decoded file: ("ok" or "error", the error, then :class:`_Member`'s fields)."""
     kind, payload, first_ns = decoded
     if kind == "error":
-        return kind, payload, None, 0, 0, 0
+        return kind, payload, None, 0, 0, 0, 0, DecodeStats(), 0
     ts = payload["ts_ns"]
+    frame = payload["frame"]
+    records = max(payload.stats.records, int(frame[-1]) if len(frame) else 0)
     if len(ts) == 0:
-        return kind, None, first_ns, 0, 0, 0
-    return kind, None, first_ns, len(ts), int(ts[0]), int(ts.max())
+        return kind, None, first_ns, 0, 0, 0, records, payload.stats, 0
+    backwards = int(np.count_nonzero(ts[1:] < ts[:-1]))
+    return kind, None, first_ns, len(ts), int(ts[0]), int(ts.max()), records, payload.stats, backwards
 
 
 def _where(client, future):
@@ -272,16 +379,28 @@ def partition_of(table: PacketTable, count: int) -> np.ndarray:
     return (h % np.uint64(count)).astype(np.int64)
 
 
-def _split(decoded, global_rows: np.ndarray, count: int):
-    """A file's packets in ``count`` parts: (global rows, replay columns) each."""
+def _split(decoded, rows, frames, file_index: int | None, count: int):
+    """A file's packets in ``count`` parts: (global rows, columns with global ``frame`` [and ``file``,
+    ``file_frame`` in a set]) each.  ``rows`` and ``frames``: the global ones, or the offsets to add."""
     table = decoded[1]
+    n = len(table)
+    if np.ndim(rows) == 0:
+        rows = np.arange(rows, rows + n, dtype=np.int64)
+        frames = table["frame"].astype(np.int64) + frames
+    columns = dict(table.columns)
+    columns["frame"] = np.asarray(frames).astype(table["frame"].dtype)
+    if file_index is not None:
+        from pcapstate.table import SET_COLUMNS
+
+        columns["file"] = np.full(n, file_index, dtype=SET_COLUMNS["file"])
+        columns["file_frame"] = table["frame"].astype(SET_COLUMNS["file_frame"])
     part = partition_of(table, count)
     order = np.argsort(part, kind="stable")
     bounds = np.searchsorted(part[order], np.arange(count + 1))
     parts = []
     for p in range(count):
         pick = order[bounds[p]:bounds[p + 1]]
-        parts.append((global_rows[pick], {name: table[name][pick] for name in REPLAY_COLUMNS}))
+        parts.append((rows[pick], {name: column[pick] for name, column in columns.items()}))
     return parts
 
 
@@ -293,109 +412,51 @@ def _part_sizes(parts) -> list[int]:
     return [rows.nbytes + sum(c.nbytes for c in columns.values()) for rows, columns in parts]
 
 
-def _replay_partition(two_msl_ns: int, end_ns: int, *parts):
-    """Replay one partition's packets: the arrays of :func:`pcapstate.replay.replay`, rows and connections global."""
-    from pcapstate import conversations, replay
-    from pcapstate.tracker import guess_client_direction, packet_matrix
+@dataclass
+class _Partition:
+    """A partition's analysis, kept on its worker between the numbering and the tables."""
+
+    rows: np.ndarray  # each packet's global row
+    analysis: object
+    replay_s: float
+
+
+def _analyze_partition(setting: dict, *parts) -> _Partition:
+    """A partition's packets in global order, replayed and analyzed as a part of the trace."""
+    from pcapstate.analysis import Analysis
+    from pcapstate.tracker import track
 
     started = time.perf_counter()
-    rows = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
+    rows = np.concatenate([p[0] for p in parts])
     order = np.argsort(rows, kind="stable")
-    rows = rows[order]
-    columns = {name: np.concatenate([p[1][name] for p in parts])[order] for name in REPLAY_COLUMNS}
-    columns["frame"] = rows  # only its length is read
-    table = PacketTable(columns, DecodeStats(), "")
-    convs = conversations.group(table)
-    pk = packet_matrix(table, convs)
-    guess = guess_client_direction(pk, convs)
-    result = replay.replay(pk, convs.order, convs.count, guess, two_msl_ns, end_ns)
-    conn = result.connections
-    first_local = conn[:, replay.C_FIRST_ROW].copy()
-    for column in (replay.C_FIRST_ROW, replay.C_LAST_ROW):
-        conn[:, column] = rows[conn[:, column]]
-    trans = result.transitions
-    for column in (replay.T_ROW, replay.T_EVIDENCE):
-        valid = trans[:, column] >= 0
-        trans[valid, column] = rows[trans[valid, column]]
-    # each connection's first row's position in this partition's replay order, and its conversation's first row
-    return {
-        "rows": rows,
-        "replay": result.rows,
-        "connections": conn,
-        "endpoints": result.endpoints,
-        "transitions": trans,
-        "conv": convs.conv.astype(np.int64),
-        "direction": convs.direction,
-        "first_local": first_local,
-        "packets": len(rows),
-        "seconds": time.perf_counter() - started,
-    }
+    columns = {name: np.concatenate([p[1][name] for p in parts])[order] for name in parts[0][1]}
+    table = PacketTable(columns, DecodeStats(), setting["source"], setting["files"])
+    tracking = track(table, setting["time_wait"], end_ns=setting["end_ns"])
+    analysis = Analysis(tracking, setting["thresholds"], setting["zeek_checksums"], whole_trace=False)
+    return _Partition(rows[order], analysis, time.perf_counter() - started)
 
 
-# --- gather -----------------------------------------------------------------------------
+def _connection_keys(part: _Partition) -> tuple[np.ndarray, np.ndarray]:
+    """Per connection of the partition, its first packet's timestamp and global row: what numbers it."""
+    from pcapstate import replay
+
+    tracking = part.analysis.tracking
+    first = tracking.result.connections[:, replay.C_FIRST_ROW]
+    return tracking.table["ts_ns"][first].astype(np.int64), part.rows[first]
 
 
-def _gathered(table: PacketTable, results: list[dict], time_wait: float):
-    """The partitions' replay results as one :class:`~pcapstate.tracker.Tracking`, numbered as in one process."""
-    from pcapstate import conversations, replay
-    from pcapstate.jobs import AUTO, resolve, shares
-    from pcapstate.tracker import Tracking, packet_matrix
-
-    n = len(table)
-    order, backwards = conversations.replay_order(table["ts_ns"])
-    position = np.empty(n, dtype=np.int64)
-    position[order] = np.arange(n, dtype=np.int64)
-
-    # conversations: numbered by the replay position of their first packet
-    conv = np.empty(n, dtype=np.int64)
-    direction = np.empty(n, dtype=np.uint8)
-    conv_first, conv_base = [], 0
-    for r in results:
-        local_count = int(r["conv"].max()) + 1 if len(r["conv"]) else 0
-        first = np.full(local_count, n, dtype=np.int64)
-        np.minimum.at(first, r["conv"], position[r["rows"]])
-        conv_first.append(first)
-        r["conv_base"] = conv_base
-        conv_base += local_count
-    firsts = np.concatenate(conv_first) if conv_first else np.zeros(0, np.int64)
-    conv_rank = np.empty(len(firsts), dtype=np.int64)
-    conv_rank[np.argsort(firsts, kind="stable")] = np.arange(len(firsts))
-    for r in results:
-        conv[r["rows"]] = conv_rank[r["conv_base"] + r["conv"]]
-        direction[r["rows"]] = r["direction"]
-    convs = conversations.Conversations(conv, direction, order, len(firsts), backwards)
-    if backwards:
-        table.stats.warn(f"{backwards} packets are earlier than the packet before them in the file; "
-                         "replayed in timestamp order")
-
-    # connections: numbered by the replay position of their first packet
-    conn_all = np.concatenate([r["connections"] for r in results]) if results else np.zeros((0, replay.N_C), np.int64)
-    conn_rank = np.empty(len(conn_all), dtype=np.int64)
-    conn_rank[np.argsort(position[conn_all[:, replay.C_FIRST_ROW]], kind="stable")] = np.arange(len(conn_all))
-    connections = np.empty_like(conn_all)
-    connections[conn_rank] = conn_all
-    connections[:, replay.C_CONV] = conv[connections[:, replay.C_FIRST_ROW]] if len(connections) else 0
-    endpoints = np.empty((2 * len(conn_all), replay.N_E), dtype=np.int64)
-    rows = np.full((n, replay.N_R), replay.NO_VALUE, dtype=replay.ROWS_DTYPE)
-    transitions = []
-    base = 0
-    for r in results:
-        k = len(r["connections"])
-        new = conn_rank[base:base + k]
-        local = r["replay"].copy()
-        has = local[:, replay.R_CONN] >= 0
-        local[has, replay.R_CONN] = new[local[has, replay.R_CONN]]
-        rows[r["rows"]] = local
-        endpoints[2 * new] = r["endpoints"][0::2]
-        endpoints[2 * new + 1] = r["endpoints"][1::2]
-        t = r["transitions"].copy()
-        t[:, replay.T_CONN] = new[t[:, replay.T_CONN]]
-        transitions.append(t)
-        base += k
-    trans = np.concatenate(transitions) if transitions else np.zeros((0, replay.N_T), np.int64)
-    trans = trans[np.argsort(trans[:, replay.T_CONN], kind="stable")]  # each connection's own order kept
-    result = replay.ReplayResult(rows, connections, endpoints, trans)
-    # the passes over connections that follow on this machine (Zeek, retransmissions) use its cores
-    threads = resolve(AUTO, n)
-    return Tracking(table, convs, packet_matrix(table, convs, threads), result, time_wait,
-                    shares(order, conv, threads) if threads > 1 else None)
+def _partition_tables(part: _Partition, numbers: np.ndarray, tables: tuple) -> dict:
+    """The partition's part of every table, its connections numbered ``numbers``, and its half-open ones."""
+    analysis = part.analysis
+    analysis.tracking.flow_ids = numbers
+    built = {name: analysis.columnar(name) for name in tables}
+    half = {}
+    if "anomalies" in tables:
+        found = analysis.findings.half_open
+        table = analysis.table
+        half = {"flow": found.flow, "opened": found.opened, "unanswered": found.unanswered,
+                "service": found.service, "source": found.source,
+                "frame": table["frame"][found.row].astype(np.int64),
+                "file": table["file"][found.row].astype(np.int64) if table.is_set else np.zeros(len(found.row), np.int64),
+                "file_frame": (table["file_frame"][found.row] if table.is_set else table["frame"][found.row]).astype(np.int64)}
+    return {"tables": built, "half_open": half, "packets": len(part.rows), "replay_s": part.replay_s}

@@ -53,7 +53,7 @@ def flows(tracking, zeek: dict, addresses: Table) -> Table:
     sides, flow_of_row = rows[:, rp.R_SIDE], rows[:, rp.R_CONN]
     start_ns, end_ns = table["ts_ns"][first], table["ts_ns"][last]
     columns = Table({
-        "flow": np.arange(n, dtype=np.int64),
+        "flow": tracking.flow_numbers(np.arange(n, dtype=np.int64)),
         **addresses.columns,
         "start": Times(start_ns),
         "end": Times(end_ns),
@@ -86,7 +86,7 @@ def transitions(tracking) -> Table:
     has_flags = (row >= 0) & (t[:, rp.T_CAUSE] != rp.CAUSE_ASSUMED)
     flags = table["flags"][np.where(has_flags, row, 0)] if len(table) else np.zeros(len(t), dtype=np.int64)
     columns = Table({
-        "flow": t[:, rp.T_CONN].astype(np.int64),
+        "flow": tracking.flow_numbers(t[:, rp.T_CONN]),
         "endpoint": Categories(t[:, rp.T_SIDE], SIDE_NAMES),
         "ts": Times(t[:, rp.T_TS]),
         "ts_epoch": t[:, rp.T_TS] / 1e9,
@@ -118,7 +118,7 @@ def packets(tracking) -> Table:
         "ack": table["ack"],
         "len": table["payload_len"].astype(np.int64),
         "win": table["window"],
-        "flow": rows[:, rp.R_CONN].astype(np.int64),
+        "flow": tracking.flow_numbers(rows[:, rp.R_CONN]),
         "sender": Categories(rows[:, rp.R_SIDE], SIDE_NAMES),
         "client_state": states(rows[:, rp.R_CLIENT_STATE]),
         "server_state": states(rows[:, rp.R_SERVER_STATE]),
@@ -147,7 +147,7 @@ def retransmissions(tracking, findings) -> Table:
     replay_rows = tracking.result.rows
     interval = retx.interval_ns[rows]
     columns = Table({
-        "flow": replay_rows[rows, rp.R_CONN].astype(np.int64),
+        "flow": tracking.flow_numbers(replay_rows[rows, rp.R_CONN]),
         "sender": Categories(replay_rows[rows, rp.R_SIDE], SIDE_NAMES),
         "kind": Categories(retx.kind[rows], SEGMENT_NAMES),
         "class": Categories(retx.klass[rows].astype(np.int64) - 1, CLASS_NAMES[1:]),
@@ -170,7 +170,7 @@ def retries(tracking, findings) -> Table:
     intervals = np.empty(len(chains.intervals), dtype=object)
     intervals[:] = [tuple(round(i, 6) for i in x) for x in chains.intervals]
     columns = Table({
-        "flow": np.asarray(chains.flow),
+        "flow": tracking.flow_numbers(chains.flow),
         "sender": Categories(np.asarray(chains.side), SIDE_NAMES),
         "kind": Categories(np.asarray(chains.kind), SEGMENT_NAMES),
         "original_frame": frames(table, np.where(chains.original_known, first, -1)),
@@ -191,25 +191,56 @@ def retries(tracking, findings) -> Table:
 def anomalies(tracking, findings) -> Table:
     """Findings worst first (then by time and flow), each with its one-sentence ``detail``."""
     found, table = findings.anomalies, tracking.table
-    flow = np.array(found.flow, dtype=np.int64)
-    kind = np.array(found.kind, dtype=np.int64)
-    ts = np.array(found.ts, dtype=np.int64)
     row = np.array(found.row, dtype=np.int64)
+    columns = anomaly_columns(found, tracking.flow_numbers(found.flow), frames(table, row))
+    return sort_anomalies(insert_files(columns, table, "frame", row))
+
+
+def anomaly_columns(found, flow: np.ndarray, frame: Nullable) -> Table:
+    """The anomalies table's columns (not yet ordered) of ``found``, its flows numbered ``flow`` (-1: none)."""
+    flow = np.asarray(flow, dtype=np.int64)
+    ts = np.array(found.ts, dtype=np.int64)
     detail = np.empty(len(found.detail), dtype=object)
     detail[:] = found.detail
-    columns = Table({
+    return Table({
         "flow": Nullable(np.maximum(flow, 0), flow < 0),
-        "kind": Categories(kind, KIND_NAMES, ordered=True),
+        "kind": Categories(np.array(found.kind, dtype=np.int64), KIND_NAMES, ordered=True),
         "endpoint": Categories(np.array(found.endpoint, dtype=np.int64), SIDE_NAMES),
         "ts": Times(ts),
         "ts_epoch": ts / 1e9,
-        "frame": frames(table, row),
+        "frame": frame,
         "detail": Objects(detail),
     })
-    columns = insert_files(columns, table, "frame", row)
-    # kind (worst first), then time, then flow with the capture-wide ones last: a stable sort
-    flow_key = np.where(flow < 0, np.iinfo(np.int64).max, flow)
-    return columns.take(np.lexsort((flow_key, ts / 1e9, kind)))
+
+
+def sort_anomalies(columns: Table) -> Table:
+    """Kind (worst first), then time, then flow with the capture-wide ones last: a stable sort."""
+    flow = columns["flow"]
+    flow_key = np.where(flow.missing, np.iinfo(np.int64).max, flow.values)
+    return columns.take(np.lexsort((flow_key, columns["ts_epoch"], columns["kind"].codes)))
+
+
+def gather(name: str, parts: list[Table]) -> Table:
+    """Table ``name`` of a trace from the same table of parts of it (Dask partitions: each a set of whole
+    conversations, its flows already numbered as in the whole trace), in the order the whole trace's has.
+
+    Rows of one connection come from one part, in the order they had there, so a stable sort on
+    what orders the table across connections is enough.
+    """
+    from pcapstate.columns import concat
+
+    table = concat(parts)
+    if name == "anomalies":
+        return sort_anomalies(table)
+    if name in ("flows", "transitions"):
+        return table.take(np.argsort(table["flow"], kind="stable"))
+    if name in ("packets", "packet_notes"):
+        return table.take(np.argsort(table["frame"], kind="stable"))
+    if name == "retransmissions":
+        return table.take(np.lexsort((table["frame"], table["ts"].ns)))
+    if name == "retries":
+        return table.take(np.lexsort((table["flow"], table["start"].ns)))
+    raise KeyError(f"no table {name!r}")
 
 
 # --- column helpers ----------------------------------------------------------------
@@ -243,9 +274,15 @@ def insert_files(columns: Table, table: PacketTable, after: str, rows: np.ndarra
     rows = np.asarray(rows, dtype=np.int64)
     valid = rows >= 0
     safe = np.where(valid, rows, 0)
-    names = tuple(f.name for f in table.files)
     codes = np.where(valid, table["file"][safe].astype(np.int64), -1) if len(table) else np.full(len(rows), -1)
     inside = table["file_frame"][safe].astype(np.int64) if len(table) else np.zeros(len(rows), dtype=np.int64)
+    return with_files(columns, tuple(f.name for f in table.files), after, codes, inside, prefix)
+
+
+def with_files(columns: Table, names: tuple, after: str, codes: np.ndarray, inside: np.ndarray,
+               prefix: str = "") -> Table:
+    """``file`` (``codes`` into the set's file ``names``, -1: none) and ``file_frame`` inserted after ``after``."""
+    valid = codes >= 0
     nullable = isinstance(columns[after], Nullable)
     return columns.insert_after(after, {prefix + "file": Categories(codes, names),
                                         prefix + "file_frame": Nullable(inside, ~valid) if nullable else inside})

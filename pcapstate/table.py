@@ -161,6 +161,30 @@ class PacketTable:
         return format_address(bytes(self.columns[column][row]))
 
 
+@dataclass
+class TableOutline:
+    """What reports say of a packet table (its source, statistics, files and length) without its rows.
+
+    An analysis made elsewhere in parts (``--engine dask``) needs no packet
+    table on the machine that prints it; this stands in for one.
+    """
+
+    packets: int
+    stats: DecodeStats = field(default_factory=DecodeStats)
+    source: str = ""
+    files: tuple[CaptureFile, ...] = ()
+
+    def __len__(self) -> int:
+        return self.packets
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        raise KeyError(f"the packets of {self.source} were not gathered (column {name!r})")
+
+    @property
+    def is_set(self) -> bool:
+        return bool(self.files)
+
+
 def format_address(raw16: bytes) -> str:
     if raw16[:12] == V4_MAPPED_PREFIX:
         return str(ipaddress.IPv4Address(raw16[12:]))

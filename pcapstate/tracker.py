@@ -27,6 +27,10 @@ class Tracking:
     result: replay.ReplayResult
     time_wait_s: float
     shares: list[np.ndarray] | None = None  # the replay order split by conversation, one share a thread (--jobs)
+    # A part of a larger trace (a Dask partition: some conversations of it) ends where the trace ends, and its
+    # connections carry the trace's numbers: None is the table's own last packet and 0, 1, 2 ...
+    end_ns: int | None = None
+    flow_ids: np.ndarray | None = None
 
     @property
     def orders(self) -> list[np.ndarray]:
@@ -39,7 +43,16 @@ class Tracking:
 
     @property
     def capture_end_ns(self) -> int:
+        if self.end_ns is not None:
+            return self.end_ns
         return int(self.table["ts_ns"].max()) if len(self.table) else 0
+
+    def flow_numbers(self, flows) -> np.ndarray:
+        """The numbers the tables show for connections ``flows`` (indices of this tracking's connections)."""
+        flows = np.asarray(flows, dtype=np.int64)
+        if self.flow_ids is None:
+            return flows
+        return np.where(flows >= 0, self.flow_ids[np.maximum(flows, 0)], flows) if len(self.flow_ids) else flows
 
 
 def packet_matrix(table: PacketTable, convs: conversations.Conversations, jobs: int = 1) -> np.ndarray:
@@ -92,13 +105,16 @@ def guess_client_direction(pk: np.ndarray, convs: conversations.Conversations) -
     return guess
 
 
-def track(table: PacketTable, time_wait: float = DEFAULT_TIME_WAIT_S, jobs: int = 1) -> Tracking:
+def track(table: PacketTable, time_wait: float = DEFAULT_TIME_WAIT_S, jobs: int = 1,
+          end_ns: int | None = None) -> Tracking:
     """Replay every TCP connection of ``table`` from both endpoints.
 
     ``time_wait`` is 2*MSL in seconds: how long an endpoint stays in TIME_WAIT
     before the timer closes it (when the capture lasts that long).  ``jobs``:
     threads for the passes over connections (:mod:`pcapstate.jobs`; 0: as
     many as pay off), here and in the later passes that read the tracking.
+    ``end_ns``: when the capture ended, if later than ``table``'s last packet
+    (a part of a larger trace).
     """
     convs = conversations.group(table)
     if convs.out_of_order:
@@ -107,7 +123,7 @@ def track(table: PacketTable, time_wait: float = DEFAULT_TIME_WAIT_S, jobs: int 
     threads = resolve(jobs, len(table))
     pk = packet_matrix(table, convs, threads)
     guess = guess_client_direction(pk, convs)
-    end = int(table["ts_ns"].max()) if len(table) else 0
+    end = end_ns if end_ns is not None else int(table["ts_ns"].max()) if len(table) else 0
     split = shares(convs.order, convs.conv, threads) if threads > 1 else None
     result = replay.replay(pk, convs.order, convs.count, guess, int(round(time_wait * 1e9)), end, split)
-    return Tracking(table, convs, pk, result, time_wait, split)
+    return Tracking(table, convs, pk, result, time_wait, split, end_ns)

@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -125,6 +126,55 @@ def test_one_file(client, synthetic):
     got = dask_engine.analyze(str(synthetic), client=client, partitions=3)
     assert not got.is_set
     assert_equal(got, pcapstate.analyze(synthetic))
+
+
+def test_flood_found_across_partitions(client, synthetic, tmp_path):
+    """Half-open connections to one service from many sources land in different partitions (each its own
+    4-tuple): the flood is found only once they are gathered, with the same sentence as in one process."""
+    files = split_records(synthetic, tmp_path / "rot", 400)
+    low = {"flood_connections": 4, "flood_sources": 3}
+    got = dask_engine.analyze([str(f) for f in files], client=client, partitions=5, **low)
+    want = pcapstate.analyze([str(f) for f in files], **low)
+    assert_equal(got, want)
+    floods = got.anomalies[got.anomalies["kind"] == "half_open_flood"]
+    assert len(floods) >= 2 and floods["flow"].isna().all()
+    assert floods["detail"].str.contains(r"\(flows \d+, \d+").all()
+
+
+def test_records_out_of_time_order(client, synthetic, tmp_path):
+    """Swapped records inside each rotated file: replayed in timestamp order, numbered by it, warned about."""
+    data = synthetic.read_bytes()
+    records = pcap_records(data)
+    rng = np.random.default_rng(11)
+    for i in rng.choice(len(records) - 1, size=150, replace=False).tolist():
+        records[i], records[i + 1] = records[i + 1], records[i]
+    shuffled = tmp_path / "shuffled.pcap"
+    shuffled.write_bytes(data[:24] + b"".join(records))
+    files = split_records(shuffled, tmp_path / "rot", 600)
+    got = dask_engine.analyze([str(f) for f in files], client=client, partitions=3)
+    want = pcapstate.analyze([str(f) for f in files])
+    assert_equal(got, want)
+    assert got.warnings == want.warnings and any("earlier than the packet before" in w for w in got.warnings)
+
+
+def test_only_the_tables_asked_for_and_no_packets(client, synthetic, tmp_path):
+    """What the command line asks for a file: five tables, the packet table only outlined."""
+    files = split_records(synthetic, tmp_path / "rot", 500)
+    names = ("flows", "transitions", "retransmissions", "retries", "anomalies")
+    got = dask_engine.analyze([str(f) for f in files], client=client, partitions=3, tables=names, keep_table=False)
+    want = pcapstate.analyze([str(f) for f in files])
+    for name in names:
+        pd.testing.assert_frame_equal(getattr(got, name), getattr(want, name), obj=name)
+    assert len(got.table) == len(want.table) and got.table.source == want.table.source
+    assert got.warnings == want.warnings and got.is_set
+    assert [f.name for f in got.table.files] == [f.name for f in want.table.files]
+    assert [(f.records, f.packets, f.start_ns) for f in got.table.files] == \
+        [(f.records, f.packets, f.start_ns) for f in want.table.files]
+    assert got.connection_count == len(want.flows)
+    with pytest.raises(KeyError, match="was not gathered"):
+        got.columnar("packets")
+    with pytest.raises(KeyError, match="were not gathered"):
+        got.table["ts_ns"]
 
 
 # --- the samples -----------------------------------------------------------------------------

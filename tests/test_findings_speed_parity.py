@@ -64,7 +64,7 @@ def inputs_of(tracking) -> SimpleNamespace:
                                transitions=result.transitions),
         table={"window": np.asarray(tracking.table["window"]), "frame": np.asarray(tracking.table["frame"])},
         packets=tracking.packets, conversations=SimpleNamespace(order=tracking.conversations.order),
-        orders=tracking.orders, capture_end_ns=tracking.capture_end_ns)
+        orders=tracking.orders, capture_end_ns=tracking.capture_end_ns, flow_ids=tracking.flow_ids)
 
 
 def outputs(tracking, names, thresholds) -> dict[str, object]:

@@ -248,17 +248,25 @@ def merge(members: Sequence[tuple[str, PacketTable, int | None]], source: str = 
     columns["file"] = merged_file.astype(SET_COLUMNS["file"])
     columns["file_frame"] = file_frame[order].astype(SET_COLUMNS["file_frame"])
 
+    stats, files = set_stats([(name, table.stats, count, len(table), start_ns)
+                              for (name, table, start_ns), count in zip(ordered, records)])
+    return PacketTable(columns, stats, source, files)
+
+
+def set_stats(members: Sequence[tuple[str, DecodeStats, int, int, int | None]]) -> tuple[DecodeStats, tuple]:
+    """A set's statistics and :class:`CaptureFile` list from its files' own, in set order:
+    ``(name, stats, records, TCP packets, first record's timestamp)`` each.  Counters are summed;
+    warnings are prefixed with their file's name."""
     stats = DecodeStats()
     files = []
-    for (name, table, start_ns), count in zip(ordered, records):
-        own = table.stats
+    for name, own, count, packets, start_ns in members:
         for counter in _COUNTERS:
             setattr(stats, counter, getattr(stats, counter) + getattr(own, counter))
         for reason, times in own.skipped.items():
             stats.skipped[reason] = stats.skipped.get(reason, 0) + times
         stats.warnings += [f"{name}: {message}" for message in own.warnings]
-        files.append(CaptureFile(name, count, len(table), start_ns, own))
-    return PacketTable(columns, stats, source, tuple(files))
+        files.append(CaptureFile(name, count, packets, start_ns, own))
+    return stats, tuple(files)
 
 
 def _insertion_point(merged_key: np.ndarray, merged_file: np.ndarray, ts_ns: int, file: int) -> int:

@@ -101,7 +101,13 @@ class Context:
     frames: np.ndarray  # frame number of each packet-table row
     capture_end: int
     thresholds: Thresholds
+    flow_ids: np.ndarray | None = None  # the numbers the tables show for the flows (None: 0, 1, 2 ...)
+    whole_trace: bool = True  # False: a part of the trace (a Dask partition); capture-wide findings are left out
     _first_sent: dict = field(default_factory=dict)
+
+    def flow_numbers(self, flows) -> np.ndarray:
+        flows = np.asarray(flows, dtype=np.int64)
+        return flows if self.flow_ids is None else self.flow_ids[flows]
 
     def name(self, flow: int, side: int) -> str:
         return f"{SIDE_NAMES[side]} {self.names[flow][side]}"
@@ -254,39 +260,61 @@ def _gaps(seconds: list[float]) -> str:
     return ", ".join(map("{:.2f}".format, seconds))
 
 
-def _flood(ctx: Context):
-    """Many half-open connections to one service from many sources within a window.
+@dataclass
+class HalfOpen:
+    """The half-open connections the flood detector reads, in flow order.
 
     Half-open: the server answered the SYN and waits in SYN_RCVD for an ACK
     that never comes, or the SYN was never answered at all (the client is
-    still in SYN_SENT, no SYN-ACK seen): a flood that overwhelms the server
-    into silence, or a SYN cookie-less backlog that is full, looks like that.
+    still in SYN_SENT, no SYN-ACK seen).  A trace analyzed in parts (Dask
+    partitions) gathers each part's and looks across them.
     """
-    t = ctx.thresholds
+
+    flow: np.ndarray  # int64: the number the tables show
+    opened: np.ndarray  # int64 ns: the connection's first packet
+    row: np.ndarray  # int64: that packet's row (gathered parts: whatever locates it)
+    unanswered: np.ndarray  # bool: no SYN-ACK at all
+    service: list[str]  # the server's "addr:port"
+    source: list[str]  # the client's address
+
+
+def half_open(ctx: Context) -> HalfOpen:
     seen = ctx.conn[:, rp.C_SEEN]
     unanswered = (ctx.ends[0::2, rp.E_STATE] == State.SYN_SENT) & ((seen & rp.SEEN_SYN) != 0) & \
         ((seen & rp.SEEN_SYN_ACK) == 0)
-    half_open = np.flatnonzero((ctx.ends[1::2, rp.E_STATE] == State.SYN_RCVD) | unanswered)
-    opened = ctx.time(ctx.conn[half_open, rp.C_FIRST_ROW])
-    by_service: dict[str, list[int]] = {}  # positions in half_open, services in order of first appearance
-    for position, flow in enumerate(half_open.tolist()):
-        by_service.setdefault(ctx.names[flow][1], []).append(position)
+    flows = np.flatnonzero((ctx.ends[1::2, rp.E_STATE] == State.SYN_RCVD) | unanswered)
+    first = ctx.conn[flows, rp.C_FIRST_ROW]
+    names = [ctx.names[f] for f in flows.tolist()]
+    return HalfOpen(ctx.flow_numbers(flows), ctx.time(first), first, unanswered[flows],
+                    [server for _, server in names], [client.rsplit(":", 1)[0] for client, _ in names])
+
+
+def _flood(ctx: Context):
+    if ctx.whole_trace:
+        yield from flood(half_open(ctx), ctx.thresholds)
+
+
+def flood(half: HalfOpen, t: Thresholds):
+    """Many half-open connections to one service from many sources within a window (a SYN flood, or a
+    backlog without SYN cookies that is full, looks like that)."""
+    by_service: dict[str, list[int]] = {}  # positions in half, services in order of first appearance
+    for position, service in enumerate(half.service):
+        by_service.setdefault(service, []).append(position)
     window = int(t.flood_window * 1e9)
     for service, positions in by_service.items():
-        starts, flows = opened[positions], half_open[positions]
+        starts, members = half.opened[positions], np.asarray(positions, dtype=np.int64)
         order = np.argsort(starts, kind="stable")
-        starts, flows = starts[order], flows[order].tolist()
+        starts, members = starts[order], members[order]
         ends = np.searchsorted(starts, starts + window, side="right")
         best = int(np.argmax(ends - np.arange(len(starts))))
-        members = flows[best:ends[best]]
-        sources = {ctx.names[f][0].rsplit(":", 1)[0] for f in members}
+        members = members[best:ends[best]]
+        sources = {half.source[m] for m in members.tolist()}
         if len(members) >= t.flood_connections and len(sources) >= t.flood_sources:
             span = (starts[ends[best] - 1] - starts[best]) / 1e9
-            first_row = int(ctx.conn[members[0], rp.C_FIRST_ROW])
-            silent = int(unanswered[members].sum())
-            yield _batch(Kind.half_open_flood, -1, 1, first_row, starts[best], [
+            silent = int(half.unanswered[members].sum())
+            yield _batch(Kind.half_open_flood, -1, 1, int(half.row[members[0]]), starts[best], [
                 f"{len(members)} half-open connections to {service} from {len(sources)} sources within "
-                f"{_seconds(span)} (flows {_list(members)}): " + (
+                f"{_seconds(span)} (flows {_list(half.flow[members].tolist())}): " + (
                     "a SYN flood, if the sources never answer the SYN-ACK" if not silent else
                     f"{silent} of the SYNs never answered: a SYN flood, or a service that stopped answering")])
 
@@ -487,7 +515,8 @@ def _port_reuse(ctx: Context):
     yield _batch(Kind.port_reuse, flows, 0, first, ctx.time(first), [
         f"a new SYN reuses the 4-tuple of flow {earlier} {_seconds(seconds)} after its last packet "
         f"(client/server were {client_state}/{server_state})"
-        for earlier, seconds, client_state, server_state in zip(previous.tolist(), gap.tolist(), client, server)])
+        for earlier, seconds, client_state, server_state in zip(ctx.flow_numbers(previous).tolist(), gap.tolist(),
+                                                                client, server)])
 
 
 def _states_before(ctx: Context, flows: np.ndarray, side: int, reuse_rows: np.ndarray) -> np.ndarray:
