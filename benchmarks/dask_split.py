@@ -10,7 +10,8 @@
    with one thread (``--jobs 1``), in one process with its default threads
    (one per core), and with ``--engine dask`` (which starts a local cluster of
    ``--workers`` single-threaded worker processes: its start-up is in the
-   time), rounds alternating; prints the medians and the ratios (target for
+   time), and with ``--scheduler`` pointing at a running cluster of as many
+   workers (started by this script and warmed once), rounds alternating; prints the medians and the ratios (target for
    dask against one thread: >= 1.7x).
 3. Runs the dask engine once more in this process, on a cluster of the same
    size, to measure the shuffle (bytes of packet columns moved between
@@ -115,18 +116,25 @@ def main() -> None:
     args = parser.parse_args()
     directory = split(capture(args.connections), args.files)
     base = [sys.executable, "-m", "pcapstate", "analyze", str(directory), "--format", "json", "-o", "/dev/null"]
-    variants = {"one process, --jobs 1": base + ["--jobs", "1"], "one process, threads (default)": base,
-                f"--engine dask, {args.workers} workers": base + ["--engine", "dask"]}
-    times: dict[str, list[float]] = {name: [] for name in variants}
-    timed(base)  # warm the page cache
-    for _ in range(args.rounds):
-        for name, command in variants.items():
-            times[name].append(timed(command))
+    from pcapstate import dask_engine
+
+    # an existing cluster (--scheduler), as a user with one would run: its workers started and warm
+    with dask_engine.connect(workers=args.workers) as running:
+        address = running.scheduler.address
+        variants = {"one process, --jobs 1": base + ["--jobs", "1"], "one process, threads (default)": base,
+                    f"--engine dask, {args.workers} workers": base + ["--engine", "dask"],
+                    f"--engine dask --scheduler (running, {args.workers} workers)": base + ["--scheduler", address]}
+        times: dict[str, list[float]] = {name: [] for name in variants}
+        timed(base)  # warm the page cache
+        timed(variants[f"--engine dask --scheduler (running, {args.workers} workers)"])  # and the running workers
+        for _ in range(args.rounds):
+            for name, command in variants.items():
+                times[name].append(timed(command))
     print(f"{directory}: {args.files} files; {args.rounds} rounds, alternating")
     one = statistics.median(times["one process, --jobs 1"])
     for name, runs in times.items():
         median = statistics.median(runs)
-        print(f"  {name + ':':34s} median {median:.2f} s  ({', '.join(f'{t:.2f}' for t in runs)})  "
+        print(f"  {name + ':':50s} median {median:.2f} s  ({', '.join(f'{t:.2f}' for t in runs)})  "
               f"{one / median:.2f}x of --jobs 1")
     print("  target: dask >= 1.7x of one process with one thread")
     measure_inside(directory, args.workers)
