@@ -20,7 +20,7 @@ A column is one of:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -195,6 +195,43 @@ def _concat_column(parts: list):
     if isinstance(head, Objects):
         return Objects(np.concatenate([p.values for p in parts]))
     raise TypeError(f"not a column: {type(head).__name__}")
+
+
+def packed(table: Table) -> list:
+    """``table`` for the wire (a Dask worker's result): integer arrays in the narrowest type that holds
+    their values (most columns are small codes stored as int64); :func:`unpacked` restores it exactly."""
+    def pack(column):
+        if isinstance(column, np.ndarray):
+            return _narrowed(column)
+        return type(column), {f.name: pack(getattr(column, f.name)) if isinstance(getattr(column, f.name), np.ndarray)
+                              else getattr(column, f.name) for f in fields(column)}
+
+    return [(name, pack(column)) for name, column in table.columns.items()]
+
+
+def unpacked(wire: list) -> Table:
+    def unpack(packed):
+        if isinstance(packed[0], np.ndarray):
+            array, dtype = packed
+            return array if dtype is None else array.astype(dtype)
+        kind, values = packed
+        return kind(**{name: unpack(v) if isinstance(v, tuple) and len(v) == 2 and isinstance(v[0], np.ndarray)
+                       else v for name, v in values.items()})
+
+    return Table({name: unpack(packed) for name, packed in wire})
+
+
+def _narrowed(array: np.ndarray) -> tuple:
+    """(the array in the narrowest integer type for its values, its own type), or (array, None) as it is."""
+    if array.dtype.kind not in "iu" or array.dtype.itemsize == 1 or not array.size:
+        return array, None
+    low, high = int(array.min()), int(array.max())
+    for small in (np.int8, np.int16, np.int32):
+        info = np.iinfo(small)
+        if info.min <= low and high <= info.max:
+            return (array.astype(small), array.dtype) if np.dtype(small).itemsize < array.dtype.itemsize \
+                else (array, None)
+    return array, None
 
 
 def _values(column):

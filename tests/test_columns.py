@@ -1,0 +1,54 @@
+"""Result columns (pcapstate.columns): tables put together from parts, and packed for the wire."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+import pcapstate
+from pcapstate.columns import Categories, Nullable, Objects, Table, Texts, Times, concat, packed, unpacked
+
+SAMPLE = "samples/fin_dropped.pcap"
+
+
+def a_table(offset: int = 0, names=("x", "y")) -> Table:
+    objects = np.empty(2, dtype=object)
+    objects[:] = [(0.5, 1.0), None]
+    return Table({
+        "flow": np.array([offset, offset + 70_000], dtype=np.int64),
+        "port": np.array([80, 443], dtype=np.uint16),
+        "seconds": np.array([0.25, np.nan]),
+        "state": Categories(np.array([0, -1]), ("CLOSED", "LISTEN"), ordered=True),
+        "ts": Times(np.array([1_700_000_000_123_456_789, 0]), np.array([False, True])),
+        "frame": Nullable(np.array([3, 0]), np.array([False, True])),
+        "addr": Texts(np.array([1, -1]), names),
+        "intervals": Objects(objects),
+    })
+
+
+def test_concat_puts_rows_after_each_other_and_unions_texts():
+    joined = concat([a_table(0, ("a", "b")), a_table(10, ("b", "c"))])
+    frame = joined.to_pandas()
+    assert frame["flow"].tolist() == [0, 70_000, 10, 70_010]
+    assert joined["addr"].objects().tolist() == ["b", None, "c", None]
+    assert frame["ts"].isna().tolist() == [False, True, False, True]
+    assert frame["frame"].tolist() == [3, pd.NA, 3, pd.NA]
+    assert frame["state"].cat.ordered and frame["state"].isna().tolist() == [False, True] * 2
+
+
+def test_packed_tables_come_back_identical():
+    table = a_table()
+    wire = packed(table)
+    assert wire[0][1][0].dtype == np.int32  # 70,000 needs 32 bits, not 64
+    back = unpacked(wire)
+    pd.testing.assert_frame_equal(back.to_pandas(), table.to_pandas())
+    for name in table.names:
+        column, again = table[name], back[name]
+        if isinstance(column, np.ndarray):
+            assert again.dtype == column.dtype
+
+
+def test_every_table_of_an_analysis_survives_packing():
+    analysis = pcapstate.analyze(SAMPLE)
+    for name in ("flows", "transitions", "packets", "retransmissions", "retries", "anomalies"):
+        table = analysis.columnar(name)
+        pd.testing.assert_frame_equal(unpacked(packed(table)).to_pandas(), table.to_pandas(), obj=name)
