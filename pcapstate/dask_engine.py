@@ -41,7 +41,6 @@ Dask is imported only here, and only when this engine is used.
 """
 from __future__ import annotations
 
-import gc
 import os
 import time
 from dataclasses import dataclass, field
@@ -79,35 +78,15 @@ def connect(scheduler: str | None = None, workers: int | None = None, processes:
     (``workers`` to change that; ``processes=False`` runs them as threads of
     this process, for tests).
     """
-    import dask
     from distributed import Client
 
     if scheduler:
         return Client(scheduler)
-    # Worker processes forked from this one start with what it has imported (the analysis, numpy, the prebuilt
-    # core): 1.3 s less for a local cluster of two on two cores than spawning fresh interpreters (Dask's
-    # default), which import all of it again.  The environment's DASK_..._MULTIPROCESSING_METHOD still decides.
-    method = os.environ.get("DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD", "fork")
-    if processes and method == "fork":
-        _import_worker_modules()
+    # Dask's default start method, spawn: worker processes forked from this multi-threaded one (the cluster's
+    # event loop runs on a thread) started 1.3 s sooner, but a second cluster in one process hung for good.
     # a Client that starts its LocalCluster owns it: closing the client stops the workers
-    collecting = gc.isenabled()
-    gc.enable()  # the command line turns the cycle collector off for its own short run, not for the workers
-    try:
-        with dask.config.set({"distributed.worker.multiprocessing-method": method}):
-            return Client(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=processes,
-                          dashboard_address=":0", silence_logs=50)  # not the heartbeat races of shutdown
-    finally:
-        if not collecting:
-            gc.disable()
-
-
-def _import_worker_modules() -> None:
-    """What the worker tasks import, imported before the workers are forked."""
-    import pcapstate.analysis  # noqa: F401
-    import pcapstate.decode.capture_set  # noqa: F401
-    import pcapstate.results  # noqa: F401
-    import pcapstate.zeek  # noqa: F401
+    return Client(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=processes,
+                  dashboard_address=":0", silence_logs=50)  # not the heartbeat races of shutdown
 
 
 def analyze(source, *, scheduler: str | None = None, client=None, partitions: int | None = None,
