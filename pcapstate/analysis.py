@@ -441,10 +441,11 @@ class GatheredAnalysis(Analysis):
     """
 
     def __init__(self, table, tables: dict[str, Table], thresholds: Thresholds = Thresholds(),
-                 zeek_checksums: bool = False) -> None:
+                 zeek_checksums: bool = False, read_warnings: int = 0) -> None:
         super().__init__(None, thresholds, zeek_checksums)
         self.table = table
         self._columnar = dict(tables)
+        self.read_warnings = read_warnings  # the first warnings, those of reading the files (the rest: the replay's)
 
     @property
     def connection_count(self) -> int:

@@ -152,7 +152,10 @@ def analyze(captures: tuple[str, ...], decoder: str, flow_id: int | None, timeli
 
     if engine == "dask" or scheduler is not None:
         analysis = _analyze_dask(captures, decoder, scheduler, time_wait, thresholds, whole=fmt == "table")
-        _report_analysis(analysis, analysis.warnings, flow_id, timeline, fmt, output, show_all,
+        read = analysis.read_warnings  # as load() prints them, then those of the analysis as below
+        _print_read_warnings(captures[0] if len(captures) == 1 and not analysis.is_set else None,
+                             analysis.warnings[:read])
+        _report_analysis(analysis, analysis.warnings[read:], flow_id, timeline, fmt, output, show_all,
                          resolve(jobs, len(analysis.table)))
         return
     table = load(captures, decoder)
@@ -547,8 +550,7 @@ def load(captures, decoder: str = "dpkt", options: bool = False):
             table = read_capture(capture, decoder=decoder, progress=progress, options=options)
         finally:
             progress.done()
-        for message in table.stats.warnings:
-            click.echo(f"pcapstate: warning: {capture}: {message}", err=True)
+        _print_read_warnings(capture, table.stats.warnings)
         return table
     paths = expand(specs)
     progress = Progress(_input_size(paths))
@@ -556,9 +558,14 @@ def load(captures, decoder: str = "dpkt", options: bool = False):
         table = read_capture_set(paths, decoder=decoder, progress=progress, specs=specs, options=options)
     finally:
         progress.done()
-    for message in table.stats.warnings:
-        click.echo(f"pcapstate: warning: {message}", err=True)
+    _print_read_warnings(None, table.stats.warnings)
     return table
+
+
+def _print_read_warnings(capture: str | None, messages: list[str]) -> None:
+    """A capture's warnings (``capture``: its name), or a set's (None: each message names its file)."""
+    for message in messages:
+        click.echo(f"pcapstate: warning: {capture + ': ' if capture else ''}{message}", err=True)
 
 
 def _size(path: str) -> int:

@@ -205,6 +205,7 @@ def _analyze(client, source, partitions, decoder, time_wait, zeek_checksums, thr
         backwards = conversations.replay_order(table["ts_ns"])[1]
         outline_stats, files = table.stats, table.files
     outline_stats.warnings[:0] = problems
+    read_warnings = len(outline_stats.warnings)
     if backwards:
         outline_stats.warn(f"{backwards} packets are earlier than the packet before them in the file; "
                            "replayed in timestamp order")
@@ -237,7 +238,7 @@ def _analyze(client, source, partitions, decoder, time_wait, zeek_checksums, thr
     stats.partition_tables_s = [b["tables_s"] for b in built]
     global last_stats
     last_stats = stats
-    return GatheredAnalysis(table if keep_table else outline, gathered, limits, zeek_checksums)
+    return GatheredAnalysis(table if keep_table else outline, gathered, limits, zeek_checksums, read_warnings)
 
 
 def _one_after_another(ordered: list[_Member]) -> bool:

@@ -9,6 +9,18 @@ from __future__ import annotations
 class PcapstateError(Exception):
     """Base of every error caused by the input rather than by a bug."""
 
+    def __reduce__(self):
+        # Rebuilt from its message as it is, not by calling __init__ again (subclasses make the message from
+        # their own arguments, and a Dask worker's error is pickled on its way to the client).
+        return _rebuilt, (type(self), self.args, self.__dict__)
+
+
+def _rebuilt(cls, args: tuple, state: dict) -> PcapstateError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
 
 class NotACaptureError(PcapstateError):
     def __init__(self, path: str) -> None:

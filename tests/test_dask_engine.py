@@ -240,6 +240,40 @@ def test_cli_engine_dask_json_is_identical(synthetic, tmp_path):
     assert len(json.loads(dask)["flows"]) >= 300
 
 
+def test_cli_bad_files_in_a_set_are_reported_as_in_one_process(tmp_path):
+    """A truncated file, a damaged one and a text file in a set: the same warnings, word for word, and the
+    same tables from what could be read."""
+    directory = tmp_path / "set"
+    directory.mkdir()
+    for sample in ("refused.pcap", "fin_dropped.pcap"):
+        shutil.copy(SAMPLES / sample, directory / sample)
+    (directory / "cut.pcap").write_bytes((SAMPLES / "client_closes_first.pcap").read_bytes()[:300])
+    (directory / "corrupt.pcap").write_bytes(b"\xd4\xc3\xb2\xa1garbage")
+    (directory / "readme.txt").write_text("hello\n")
+
+    def run(*extra):
+        done = subprocess.run([sys.executable, "-m", "pcapstate", "analyze", str(directory), *extra],
+                              capture_output=True, text=True, cwd=ROOT)
+        assert done.returncode == 0, done.stderr
+        return done.stdout, done.stderr
+
+    single, dask = run(), run("--engine", "dask")
+    assert dask == single
+    assert "readme.txt: not a pcap, pcapng or tcpdump text capture; skipped" in dask[1]
+    assert dask[1].count("not a pcap") == 1 and "cut.pcap: file truncated" in dask[1]
+
+
+def test_errors_keep_their_message_through_pickling():
+    """A worker's error reaches the client pickled: its message must not be built twice."""
+    import pickle
+
+    from pcapstate.errors import FlowNotFoundError, NotACaptureError
+
+    for error in (NotACaptureError("a.txt"), FlowNotFoundError("a.pcap", 9, 2)):
+        again = pickle.loads(pickle.dumps(error))
+        assert type(again) is type(error) and str(again) == str(error)
+
+
 def test_dask_is_not_imported_by_the_cli():
     done = subprocess.run([sys.executable, "-c", "import sys; from pcapstate import cli; "
                            "print(any(m.split('.')[0] in ('dask', 'distributed') for m in sys.modules))"],
