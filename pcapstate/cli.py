@@ -151,10 +151,16 @@ def analyze(captures: tuple[str, ...], decoder: str, flow_id: int | None, timeli
     from pcapstate.progress import Progress
 
     if engine == "dask" or scheduler is not None:
-        analysis = _analyze_dask(captures, decoder, scheduler, time_wait, thresholds, whole=fmt == "table")
+        # parquet files written by the workers themselves, one part each, unless only one flow is asked for
+        parquet = output if fmt == "parquet" and output is not None and flow_id is None else None
+        analysis = _analyze_dask(captures, decoder, scheduler, time_wait, thresholds, whole=fmt == "table",
+                                 parquet=parquet)
         read = analysis.read_warnings  # as load() prints them, then those of the analysis as below
-        _print_read_warnings(captures[0] if len(captures) == 1 and not analysis.is_set else None,
+        _print_warnings(captures[0] if len(captures) == 1 and not analysis.is_set else None,
                              analysis.warnings[:read])
+        if parquet is not None:
+            _print_warnings(analysis.table.source, analysis.warnings[read:])
+            return
         _report_analysis(analysis, analysis.warnings[read:], flow_id, timeline, fmt, output, show_all,
                          resolve(jobs, len(analysis.table)))
         return
@@ -177,8 +183,7 @@ def _report_analysis(analysis, warnings: list[str], flow_id: int | None, timelin
                      output: str | None, show_all: bool, jobs: int = 1) -> None:
     """``analyze``'s output, whichever engine made ``analysis``: warnings, then the tables or the text."""
     capture = analysis.table.source
-    for message in warnings:
-        click.echo(f"pcapstate: warning: {capture}: {message}", err=True)
+    _print_warnings(capture, warnings)
     _check_flow(capture, analysis, flow_id)
     if fmt != "table":
         names = OUTPUT_TABLES
@@ -409,7 +414,7 @@ def _check_one(name: str, target, read, update: bool, time_wait: float | None) -
 
 
 def _analyze_dask(captures, decoder: str, scheduler: str | None, time_wait: float, thresholds: dict,
-                  whole: bool = True):
+                  whole: bool = True, parquet: str | None = None):
     """``analyze --engine dask``: the analysis from :mod:`pcapstate.dask_engine` (dask imported only here).
 
     ``whole``: every table and the packet table, for the terminal's text;
@@ -426,7 +431,7 @@ def _analyze_dask(captures, decoder: str, scheduler: str | None, time_wait: floa
     source = list(captures) if len(captures) != 1 else captures[0]
     tables = dask_engine.ALL_TABLES if whole else OUTPUT_TABLES
     return dask_engine.analyze(source, scheduler=scheduler, decoder=decoder, time_wait=time_wait, options=False,
-                               tables=tables, keep_table=whole, **thresholds)
+                               tables=tables, keep_table=whole, parquet=parquet, **thresholds)
 
 
 def load_quietly(capture: str, decoder: str):
@@ -550,7 +555,7 @@ def load(captures, decoder: str = "dpkt", options: bool = False):
             table = read_capture(capture, decoder=decoder, progress=progress, options=options)
         finally:
             progress.done()
-        _print_read_warnings(capture, table.stats.warnings)
+        _print_warnings(capture, table.stats.warnings)
         return table
     paths = expand(specs)
     progress = Progress(_input_size(paths))
@@ -558,12 +563,12 @@ def load(captures, decoder: str = "dpkt", options: bool = False):
         table = read_capture_set(paths, decoder=decoder, progress=progress, specs=specs, options=options)
     finally:
         progress.done()
-    _print_read_warnings(None, table.stats.warnings)
+    _print_warnings(None, table.stats.warnings)
     return table
 
 
-def _print_read_warnings(capture: str | None, messages: list[str]) -> None:
-    """A capture's warnings (``capture``: its name), or a set's (None: each message names its file)."""
+def _print_warnings(capture: str | None, messages: list[str]) -> None:
+    """Warnings about ``capture`` (its name), or a set's read warnings (None: each message names its file)."""
     for message in messages:
         click.echo(f"pcapstate: warning: {capture + ': ' if capture else ''}{message}", err=True)
 

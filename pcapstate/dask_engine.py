@@ -91,7 +91,7 @@ def connect(scheduler: str | None = None, workers: int | None = None, processes:
 
 def analyze(source, *, scheduler: str | None = None, client=None, partitions: int | None = None,
             decoder: str = "dpkt", time_wait: float = 60.0, zeek_checksums: bool = False, options: bool = True,
-            tables=ALL_TABLES, keep_table: bool = True, **thresholds):
+            tables=ALL_TABLES, keep_table: bool = True, parquet: str | None = None, **thresholds):
     """:func:`pcapstate.analyze` on a Dask cluster: a :class:`~pcapstate.analysis.GatheredAnalysis`.
 
     ``source``: a path, a list of paths, a directory or a glob (a capture set,
@@ -105,13 +105,18 @@ def analyze(source, *, scheduler: str | None = None, client=None, partitions: in
     packets table is as long as the capture).  ``keep_table``: also bring
     the packet table to the client (``analysis.table``); without it,
     ``analysis.table`` is only its outline (source, statistics, files, length).
+    ``parquet``: a directory where the workers write ``tables`` as partitioned
+    Parquet datasets, ``<table>.parquet/part-NNNNN.parquet``, one part per
+    partition (rows in the table's order within a part; the flood findings in
+    a part of their own); nothing is gathered then.  The workers must see the
+    directory (a local cluster, or a shared filesystem).
     """
     own = client is None
     if own:
         client = connect(scheduler)
     try:
         return _analyze(client, source, partitions, decoder, time_wait, zeek_checksums, thresholds, options,
-                        tuple(tables), keep_table)
+                        tuple(tables), keep_table, parquet)
     finally:
         if own:
             client.close()
@@ -133,7 +138,7 @@ class _Member:
 
 
 def _analyze(client, source, partitions, decoder, time_wait, zeek_checksums, thresholds, options=True,
-             tables=ALL_TABLES, keep_table=True):
+             tables=ALL_TABLES, keep_table=True, parquet=None):
     from pcapstate.analysis import GatheredAnalysis, _names_a_set
     from pcapstate.decode.capture_set import CaptureSetError, describe, expand, natural_key, set_stats
     from pcapstate.errors import DecoderUnavailableError
@@ -226,11 +231,26 @@ def _analyze(client, source, partitions, decoder, time_wait, zeek_checksums, thr
     keys = client.gather([client.submit(_connection_keys, a, pure=False) for a in analyzed])
     stats.wall_s["replay"] = time.perf_counter() - started
     numbers = _numbers(keys)
-    # 5. the tables, built on the workers with those numbers, put together here
-    built = client.gather([client.submit(_partition_tables, a, n, tables, pure=False)
-                           for a, n in zip(analyzed, numbers)])
+    # 5. the tables, built on the workers with those numbers, put together here (or written there)
+    datasets = None
+    if parquet is not None:
+        from pcapstate.report.formats import parquet_datasets
+
+        datasets = parquet_datasets(tables, parquet)
+    built = client.gather([client.submit(_partition_tables, a, n, tables, datasets, p, pure=False)
+                           for p, (a, n) in enumerate(zip(analyzed, numbers))])
     stats.wall_s["tables"] = time.perf_counter() - started
-    gathered = _gathered_tables(built, tables, limits, names)
+    if datasets is None:
+        gathered = _gathered_tables(built, tables, limits, names)
+    else:
+        gathered = {}
+        if "anomalies" in tables:
+            from pcapstate.report.formats import write_parquet_part
+
+            from pcapstate.results import sort_anomalies
+
+            floods = sort_anomalies(_floods([b["half_open"] for b in built], limits, names))
+            write_parquet_part(floods, datasets["anomalies"], count)
     stats.wall_s["gather"] = time.perf_counter() - started
     _shuffle_stats(client, stats, splits, analyzed, count)
     stats.partition_packets = [b["packets"] for b in built]
@@ -451,14 +471,24 @@ def _connection_keys(part: _Partition) -> tuple[np.ndarray, np.ndarray]:
     return tracking.table["ts_ns"][first].astype(np.int64), part.rows[first]
 
 
-def _partition_tables(part: _Partition, numbers: np.ndarray, tables: tuple) -> dict:
-    """The partition's part of every table, its connections numbered ``numbers``, and its half-open ones."""
+def _partition_tables(part: _Partition, numbers: np.ndarray, tables: tuple, datasets: dict | None = None,
+                      index: int = 0) -> dict:
+    """The partition's part of every table, its connections numbered ``numbers``, and its half-open ones.
+
+    ``datasets``: per table, the Parquet dataset to write the part to (as
+    part ``index``) instead of returning it.
+    """
     started = time.perf_counter()
     from pcapstate.columns import packed
 
     analysis = part.analysis
     analysis.tracking.flow_ids = numbers
-    built = {name: packed(analysis.columnar(name)) for name in tables}  # a third of the bytes to move
+    if datasets is None:
+        built = {name: packed(analysis.columnar(name)) for name in tables}  # a third of the bytes to move
+    else:
+        from pcapstate.report.formats import write_parquet_part
+
+        built = {name: str(write_parquet_part(analysis.columnar(name), datasets[name], index)) for name in tables}
     half = {}
     if "anomalies" in tables:
         found = analysis.findings.half_open

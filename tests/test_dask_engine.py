@@ -263,6 +263,29 @@ def test_cli_bad_files_in_a_set_are_reported_as_in_one_process(tmp_path):
     assert dask[1].count("not a pcap") == 1 and "cut.pcap: file truncated" in dask[1]
 
 
+def test_cli_parquet_is_written_by_the_workers_as_partitioned_datasets(synthetic, tmp_path):
+    """``--format parquet -o DIR``: each worker writes its partition's part of every table; read back whole
+    (``pandas.read_parquet`` of ``DIR/<table>.parquet``) and put in the table's order, the same rows as one
+    process writes."""
+    files = split_records(synthetic, tmp_path / "rot", 700)
+    single, dask = tmp_path / "single", tmp_path / "dask"
+    (dask / "flows.parquet").mkdir(parents=True)
+    (dask / "flows.parquet" / "part-00099.parquet").write_bytes(b"a stale part of an earlier run")
+    for directory, extra in ((single, ()), (dask, ("--engine", "dask"))):
+        done = subprocess.run([sys.executable, "-m", "pcapstate", "analyze", *map(str, files), "--format", "parquet",
+                               "-o", str(directory), *extra], capture_output=True, text=True, cwd=ROOT)
+        assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (dask / "flows.parquet").iterdir()) == ["part-00000.parquet", "part-00001.parquet"]
+    order = {"flows": ["flow"], "transitions": ["flow"], "retransmissions": ["ts", "frame"],
+             "retries": ["start", "flow"], "anomalies": ["kind", "ts_epoch", "flow"]}
+    for name, keys in order.items():
+        want = pd.read_parquet(single / f"{name}.parquet")
+        got = pd.read_parquet(dask / f"{name}.parquet")
+        got = got.sort_values(keys, kind="stable", na_position="last").reset_index(drop=True)
+        assert len(got) == len(want) > 0, name
+        pd.testing.assert_frame_equal(got, want, check_categorical=False, obj=name)
+
+
 def test_errors_keep_their_message_through_pickling():
     """A worker's error reaches the client pickled: its message must not be built twice."""
     import pickle

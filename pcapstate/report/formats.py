@@ -112,6 +112,30 @@ def write_parquet(table, path: Path) -> None:
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
 
 
+def parquet_datasets(names, output: str) -> dict[str, Path]:
+    """Per table, the directory ``output/<table>.parquet`` of a partitioned dataset (one part a writer),
+    created, and emptied of the parts of an earlier run: ``pandas.read_parquet`` reads it whole, as it
+    reads the single file of that name that one process writes."""
+    targets = _targets("parquet", dict.fromkeys(names), output)
+    datasets = {}
+    for path, _ in targets:
+        if path.is_file():
+            path.unlink()
+        try:
+            path.mkdir(exist_ok=True)
+        except OSError as error:
+            raise OutputError(f"{path}: cannot create the directory: {error.strerror or error}") from None
+        for stale in path.glob("part-*.parquet"):
+            stale.unlink()
+        datasets[path.name[: -len(_SUFFIX["parquet"])]] = path
+    return datasets
+
+
+def write_parquet_part(table, dataset: Path, part: int) -> Path:
+    """One writer's part of a partitioned dataset (:func:`parquet_datasets`)."""
+    return _write_one("parquet", table, dataset / f"part-{part:05d}.parquet")
+
+
 def csv_values(column) -> list[str]:
     """One column of a :class:`~pcapstate.columns.Table` as CSV fields."""
     if isinstance(column, np.ndarray) and column.dtype.kind == "f":
