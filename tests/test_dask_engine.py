@@ -284,6 +284,12 @@ def test_cli_parquet_is_written_by_the_workers_as_partitioned_datasets(synthetic
         got = got.sort_values(keys, kind="stable", na_position="last").reset_index(drop=True)
         assert len(got) == len(want) > 0, name
         pd.testing.assert_frame_equal(got, want, check_categorical=False, obj=name)
+    # and one process writing there afterwards replaces the datasets with its files
+    done = subprocess.run([sys.executable, "-m", "pcapstate", "analyze", *map(str, files), "--format", "parquet",
+                           "-o", str(dask)], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert (dask / "flows.parquet").is_file()
+    pd.testing.assert_frame_equal(pd.read_parquet(dask / "flows.parquet"), pd.read_parquet(single / "flows.parquet"))
 
 
 def test_errors_keep_their_message_through_pickling():

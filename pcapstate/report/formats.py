@@ -131,6 +131,16 @@ def parquet_datasets(names, output: str) -> dict[str, Path]:
     return datasets
 
 
+def _remove_dataset(path: Path) -> None:
+    """A partitioned dataset of an earlier ``--engine dask`` run where one file is to go now."""
+    try:
+        for part in path.glob("part-*.parquet"):
+            part.unlink()
+        path.rmdir()
+    except OSError as error:
+        raise OutputError(f"{path}: is a directory and cannot be replaced: {error.strerror or error}") from None
+
+
 def write_parquet_part(table, dataset: Path, part: int) -> Path:
     """One writer's part of a partitioned dataset (:func:`parquet_datasets`)."""
     return _write_one("parquet", table, dataset / f"part-{part:05d}.parquet")
@@ -173,6 +183,8 @@ def _targets(fmt: str, tables: dict, output: str) -> list[tuple[Path, object]]:
 
 
 def _write_one(fmt: str, frame, path: Path) -> Path:
+    if fmt == "parquet" and path.is_dir():
+        _remove_dataset(path)
     try:
         if fmt == "csv":
             buffer = io.StringIO()
