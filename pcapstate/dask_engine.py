@@ -33,7 +33,9 @@ work on the workers and the client only gathering:
    order (:func:`pcapstate.results.gather`).  The one finding that looks
    across conversations, ``half_open_flood``, is made on the client from the
    partitions' half-open connections
-   (:func:`pcapstate.findings.anomalies.flood`).
+   (:func:`pcapstate.findings.anomalies.flood`).  With a Parquet directory
+   (``--format parquet -o DIR``) the workers write their parts of each table
+   themselves, as partitioned datasets, and nothing is gathered.
 
 The client never holds the packets unless asked (``keep_table``): the
 analysis it returns is a :class:`pcapstate.analysis.GatheredAnalysis`.
@@ -140,10 +142,8 @@ class _Member:
 def _analyze(client, source, partitions, decoder, time_wait, zeek_checksums, thresholds, options=True,
              tables=ALL_TABLES, keep_table=True, parquet=None):
     from pcapstate.analysis import GatheredAnalysis, _names_a_set
-    from pcapstate.decode.capture_set import CaptureSetError, describe, expand, natural_key, set_stats
-    from pcapstate.errors import DecoderUnavailableError
+    from pcapstate.decode.capture_set import CaptureSetError, describe, expand
     from pcapstate.findings.anomalies import Thresholds
-    from pcapstate.table import TableOutline
 
     started = time.perf_counter()
     stats = DaskStats()
@@ -154,16 +154,53 @@ def _analyze(client, source, partitions, decoder, time_wait, zeek_checksums, thr
         raise CaptureSetError("no capture files given")
     stats.files = len(paths)
     stats.workers = len(client.scheduler_info().get("workers", {})) or 1
-    nthreads = sum(client.nthreads().values()) or 1
-    count = max(1, int(partitions or nthreads))
+    count = max(1, int(partitions or sum(client.nthreads().values()) or 1))
     stats.partitions = count
     limits = Thresholds(**thresholds)
 
     # 1. decode, one task per file; the tables stay on the workers, the client sees their sizes, times and stats
+    ordered, problems = _decoded(client, paths, decoder, is_set, options)
+    stats.decode_s = time.perf_counter() - started
+    source_name = describe(specs, len(ordered), len(paths)) if is_set else paths[0]
+    placed = _placed(client, ordered, source_name, is_set, problems)
+    # 2. shuffle: each file's packets split by conversation hash, on the worker that decoded it
+    splits = [client.submit(_split, m.future, rows, frames, f if is_set else None, count, pure=False)
+              for f, (m, (rows, frames)) in enumerate(zip(ordered, placed.where))]
+    parts = [[client.submit(_pick, s, p, pure=False) for s in splits] for p in range(count)]
+    # 3. replay and analyze each partition as a part of the trace
+    setting = {"source": source_name, "files": placed.outline.files, "time_wait": time_wait, "thresholds": limits,
+               "end_ns": max((m.high for m in ordered if m.rows), default=0), "zeek_checksums": zeek_checksums}
+    analyzed = [client.submit(_analyze_partition, setting, *parts[p], pure=False) for p in range(count)]
+    table = placed.table
+    if keep_table and table is None:
+        table = _merged(client, ordered, source_name, is_set)
+        table.stats = placed.outline.stats
+    # 4. number the connections as one process does
+    keys = client.gather([client.submit(_connection_keys, a, pure=False) for a in analyzed])
+    stats.wall_s["replay"] = time.perf_counter() - started
+    # 5. the tables, built on the workers with those numbers, put together here (or written there)
+    names = tuple(m.path for m in ordered) if is_set else ()
+    gathered, built = _tables(client, analyzed, _numbers(keys), tables, parquet, limits, names, stats, started)
+    _shuffle_stats(client, stats, splits, analyzed, count)
+    stats.partition_packets = [b["packets"] for b in built]
+    stats.partition_replay_s = [b["replay_s"] for b in built]
+    stats.partition_tables_s = [b["tables_s"] for b in built]
+    global last_stats
+    last_stats = stats
+    return GatheredAnalysis(table if keep_table else placed.outline, gathered, limits, zeek_checksums,
+                            placed.read_warnings)
+
+
+def _decoded(client, paths: list[str], decoder: str, is_set: bool, options: bool) -> tuple[list[_Member], list]:
+    """Every file decoded on a worker: those read, in set order (as ``capture_set.merge`` orders them), and
+    a warning for each file skipped.  As in one process, a lone file that cannot be read is an error, as
+    is a set of which none can."""
+    from pcapstate.decode.capture_set import CaptureSetError, natural_key
+    from pcapstate.errors import DecoderUnavailableError
+
     decoded = client.map(_decode, paths, [decoder] * len(paths), [is_set] * len(paths), [options] * len(paths),
                          pure=False)
     metas = client.gather(client.map(_meta, decoded, pure=False))
-    stats.decode_s = time.perf_counter() - started
     members, problems, errors = [], [], []
     for path, future, meta in zip(paths, decoded, metas):
         if meta[0] == "error":
@@ -178,60 +215,62 @@ def _analyze(client, source, partitions, decoder, time_wait, zeek_checksums, thr
             raise errors[0]
         shown = "; ".join(str(e) for e in errors[:3]) + (f"; and {len(errors) - 3} more" if len(errors) > 3 else "")
         raise CaptureSetError(f"none of the {len(paths)} files is a capture pcapstate can read ({shown})")
-    ordered = sorted(members, key=lambda m: (m.first_ns is None, m.first_ns if m.first_ns is not None else 0,
-                                             natural_key(m.path)))
-    names = tuple(m.path for m in ordered) if is_set else ()
-    source_name = describe(specs, len(members), len(paths)) if is_set else paths[0]
-    packets = sum(m.rows for m in members)
-    end_ns = max((m.high for m in members if m.rows), default=0)
+    members.sort(key=lambda m: (m.first_ns is None, m.first_ns if m.first_ns is not None else 0,
+                                natural_key(m.path)))
+    return members, problems
 
-    # Files one after the other in time (a rotated set, or one file): a packet's global row and frame are its
-    # file's offsets plus its own, known now.  Files that overlap: merged here first, rows and frames read from it.
+
+@dataclass
+class _Placement:
+    """Where each file's packets go in the whole trace, and what is known of it before any replay."""
+
+    where: list  # per file: (first global row, frames to add), or (its global rows, its global frames)
+    outline: object  # TableOutline: the trace's source, statistics and warnings, files, length
+    read_warnings: int  # how many of the warnings are the files' own (the rest: the replay's)
+    table: PacketTable | None  # the merged table, when the files had to be merged to place them
+
+
+def _placed(client, ordered: list[_Member], source: str, is_set: bool, problems: list[str]) -> _Placement:
+    """Files one after the other in time (a rotated set, or one file): a packet's global row and frame are
+    its file's offsets plus its own, known now.  Files that overlap: merged here first, rows and frames
+    read from the merge."""
+    from pcapstate import conversations
+    from pcapstate.decode.capture_set import set_stats
+    from pcapstate.table import TableOutline
+
     table = None
     if _one_after_another(ordered):
         row_at = np.cumsum([0] + [m.rows for m in ordered]).tolist()
         frame_at = np.cumsum([0] + [m.records for m in ordered]).tolist()
-        where = [(row_at[i], frame_at[i]) for i in range(len(ordered))]
+        where = list(zip(row_at, frame_at))[:len(ordered)]
         backwards = sum(m.backwards for m in ordered)
         if is_set:
-            outline_stats, files = set_stats([(m.path, m.stats, m.records, m.rows, m.first_ns) for m in ordered])
+            stats, files = set_stats([(m.path, m.stats, m.records, m.rows, m.first_ns) for m in ordered])
         else:
-            outline_stats, files = ordered[0].stats, ()
+            stats, files = ordered[0].stats, ()
     else:
-        from pcapstate import conversations
-
-        table = _merged(client, ordered, source_name, is_set)
+        table = _merged(client, ordered, source, is_set)
         file_of_row = table["file"].astype(np.int64)
         where = []
-        for f in range(len(ordered)):
+        for f, member in enumerate(ordered):
             rows = np.flatnonzero(file_of_row == f)
-            where.append((client.scatter(rows, workers=_where(client, ordered[f].future)),
-                          client.scatter(table["frame"][rows], workers=_where(client, ordered[f].future))))
+            holders = _where(client, member.future)
+            where.append((client.scatter(rows, workers=holders), client.scatter(table["frame"][rows], workers=holders)))
         backwards = conversations.replay_order(table["ts_ns"])[1]
-        outline_stats, files = table.stats, table.files
-    outline_stats.warnings[:0] = problems
-    read_warnings = len(outline_stats.warnings)
+        stats, files = table.stats, table.files
+    stats.warnings[:0] = problems
+    read_warnings = len(stats.warnings)
     if backwards:
-        outline_stats.warn(f"{backwards} packets are earlier than the packet before them in the file; "
-                           "replayed in timestamp order")
-    outline = TableOutline(packets, outline_stats, source_name, files)
+        stats.warn(f"{backwards} packets are earlier than the packet before them in the file; "
+                   "replayed in timestamp order")
+    return _Placement(where, TableOutline(sum(m.rows for m in ordered), stats, source, files), read_warnings, table)
 
-    # 2. shuffle: each file's packets split by conversation hash, on the worker that decoded it
-    splits = [client.submit(_split, m.future, rows, frames, f if is_set else None, count, pure=False)
-              for f, (m, (rows, frames)) in enumerate(zip(ordered, where))]
-    parts = [[client.submit(_pick, s, p, pure=False) for s in splits] for p in range(count)]
-    # 3. replay and analyze each partition as a part of the trace
-    setting = {"source": source_name, "files": files, "end_ns": end_ns, "time_wait": time_wait,
-               "thresholds": limits, "zeek_checksums": zeek_checksums}
-    analyzed = [client.submit(_analyze_partition, setting, *parts[p], pure=False) for p in range(count)]
-    if keep_table and table is None:
-        table = _merged(client, ordered, source_name, is_set)
-        table.stats = outline_stats
-    # 4. number the connections as one process does
-    keys = client.gather([client.submit(_connection_keys, a, pure=False) for a in analyzed])
-    stats.wall_s["replay"] = time.perf_counter() - started
-    numbers = _numbers(keys)
-    # 5. the tables, built on the workers with those numbers, put together here (or written there)
+
+def _tables(client, analyzed: list, numbers: list[np.ndarray], tables: tuple, parquet: str | None, limits,
+            names: tuple, stats: DaskStats, started: float) -> tuple[dict, list[dict]]:
+    """The tables built on the workers with the connections' numbers: gathered and put together here, or
+    (``parquet``: a directory) written there as partitioned datasets, with the flood findings' part
+    written here.  Returns the gathered tables (none for parquet) and what each partition reported."""
     datasets = None
     if parquet is not None:
         from pcapstate.report.formats import parquet_datasets
@@ -240,25 +279,17 @@ def _analyze(client, source, partitions, decoder, time_wait, zeek_checksums, thr
     built = client.gather([client.submit(_partition_tables, a, n, tables, datasets, p, pure=False)
                            for p, (a, n) in enumerate(zip(analyzed, numbers))])
     stats.wall_s["tables"] = time.perf_counter() - started
+    gathered = {}
     if datasets is None:
         gathered = _gathered_tables(built, tables, limits, names)
-    else:
-        gathered = {}
-        if "anomalies" in tables:
-            from pcapstate.report.formats import write_parquet_part
+    elif "anomalies" in tables:
+        from pcapstate.report.formats import write_parquet_part
+        from pcapstate.results import sort_anomalies
 
-            from pcapstate.results import sort_anomalies
-
-            floods = sort_anomalies(_floods([b["half_open"] for b in built], limits, names))
-            write_parquet_part(floods, datasets["anomalies"], count)
+        floods = sort_anomalies(_floods([b["half_open"] for b in built], limits, names))
+        write_parquet_part(floods, datasets["anomalies"], len(analyzed))
     stats.wall_s["gather"] = time.perf_counter() - started
-    _shuffle_stats(client, stats, splits, analyzed, count)
-    stats.partition_packets = [b["packets"] for b in built]
-    stats.partition_replay_s = [b["replay_s"] for b in built]
-    stats.partition_tables_s = [b["tables_s"] for b in built]
-    global last_stats
-    last_stats = stats
-    return GatheredAnalysis(table if keep_table else outline, gathered, limits, zeek_checksums, read_warnings)
+    return gathered, built
 
 
 def _one_after_another(ordered: list[_Member]) -> bool:
