@@ -49,10 +49,15 @@ class Tracking:
 
     def flow_numbers(self, flows) -> np.ndarray:
         """The numbers the tables show for connections ``flows`` (indices of this tracking's connections)."""
-        flows = np.asarray(flows, dtype=np.int64)
-        if self.flow_ids is None:
-            return flows
-        return np.where(flows >= 0, self.flow_ids[np.maximum(flows, 0)], flows) if len(self.flow_ids) else flows
+        return flow_numbers(flows, self.flow_ids)
+
+
+def flow_numbers(flows, flow_ids: np.ndarray | None) -> np.ndarray:
+    """Connection indices ``flows`` (-1: none, kept) as numbered by ``flow_ids`` (None: as they are)."""
+    flows = np.asarray(flows, dtype=np.int64)
+    if flow_ids is None or not len(flow_ids):
+        return flows
+    return np.where(flows >= 0, flow_ids[np.maximum(flows, 0)], flows)
 
 
 def packet_matrix(table: PacketTable, convs: conversations.Conversations, jobs: int = 1) -> np.ndarray:

@@ -106,8 +106,9 @@ class Context:
     _first_sent: dict = field(default_factory=dict)
 
     def flow_numbers(self, flows) -> np.ndarray:
-        flows = np.asarray(flows, dtype=np.int64)
-        return flows if self.flow_ids is None else self.flow_ids[flows]
+        from pcapstate.tracker import flow_numbers
+
+        return flow_numbers(flows, self.flow_ids)
 
     def name(self, flow: int, side: int) -> str:
         return f"{SIDE_NAMES[side]} {self.names[flow][side]}"
