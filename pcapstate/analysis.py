@@ -435,9 +435,10 @@ class GatheredAnalysis(Analysis):
     """An analysis whose tables were made elsewhere, in parts, and gathered (:mod:`pcapstate.dask_engine`).
 
     It holds the tables themselves and no tracking: the tables it was given
-    (see :data:`TABLES`), and ``table``, the merged packet table or only its
-    outline (:class:`pcapstate.table.TableOutline`: source, statistics, files
-    and length), whichever was gathered.
+    (see :data:`TABLES`; each a Table, or a function that makes it when first
+    read), and ``table``, the merged packet table or only its outline
+    (:class:`pcapstate.table.TableOutline`: source, statistics, files and
+    length), whichever was gathered.
     """
 
     def __init__(self, table, tables: dict[str, Table], thresholds: Thresholds = Thresholds(),
@@ -454,6 +455,8 @@ class GatheredAnalysis(Analysis):
     def columnar(self, name: str) -> Table:
         if name not in self._columnar:
             raise KeyError(f"table {name!r} was not gathered (gathered: {', '.join(self._columnar)})")
+        if callable(self._columnar[name]):
+            self._columnar[name] = self._columnar[name]()
         return self._columnar[name]
 
     @property

@@ -325,17 +325,18 @@ def _numbers(keys: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
 
 
 def _gathered_tables(built: list[dict], tables: tuple, limits, names: tuple) -> dict:
-    """Every table put together from the partitions' parts; the anomalies with the flood finding added."""
+    """Per table, how to put it together from the partitions' parts (the anomalies with the flood finding
+    added): done when the table is first read, so a writer prints one while the next is assembled."""
     from pcapstate import results
     from pcapstate.columns import unpacked
 
-    gathered = {}
-    for name in tables:
+    def assemble(name: str):
         parts = [unpacked(b["tables"][name]) for b in built]
         if name == "anomalies":
             parts.append(_floods([b["half_open"] for b in built], limits, names))
-        gathered[name] = results.gather(name, parts)
-    return gathered
+        return results.gather(name, parts)
+
+    return {name: (lambda name=name: assemble(name)) for name in tables}
 
 
 def _floods(halves: list[dict], limits, names: tuple):
