@@ -32,3 +32,17 @@ def pcap_records(data: bytes) -> list[bytes]:
         records.append(data[pos:pos + 16 + length])
         pos += 16 + length
     return records
+
+
+def with_swapped_records(source: Path, path: Path, swaps: int, seed: int) -> Path:
+    """``source`` (a classic pcap) with ``swaps`` random pairs of neighbouring records exchanged: records out
+    of timestamp order, as a capture merged or written by several threads has them."""
+    import numpy as np
+
+    data = source.read_bytes()
+    records = pcap_records(data)
+    rng = np.random.default_rng(seed)
+    for i in rng.choice(len(records) - 1, size=swaps, replace=False).tolist():
+        records[i], records[i + 1] = records[i + 1], records[i]
+    path.write_bytes(data[:24] + b"".join(records))
+    return path

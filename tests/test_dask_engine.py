@@ -16,7 +16,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -25,7 +24,7 @@ import pcapstate
 distributed = pytest.importorskip("distributed")
 
 from pcapstate import dask_engine  # noqa: E402
-from synthetic import pcap_records, write_synthetic  # noqa: E402
+from synthetic import pcap_records, with_swapped_records, write_synthetic  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
@@ -143,13 +142,7 @@ def test_flood_found_across_partitions(client, synthetic, tmp_path):
 
 def test_records_out_of_time_order(client, synthetic, tmp_path):
     """Swapped records inside each rotated file: replayed in timestamp order, numbered by it, warned about."""
-    data = synthetic.read_bytes()
-    records = pcap_records(data)
-    rng = np.random.default_rng(11)
-    for i in rng.choice(len(records) - 1, size=150, replace=False).tolist():
-        records[i], records[i + 1] = records[i + 1], records[i]
-    shuffled = tmp_path / "shuffled.pcap"
-    shuffled.write_bytes(data[:24] + b"".join(records))
+    shuffled = with_swapped_records(synthetic, tmp_path / "shuffled.pcap", swaps=150, seed=11)
     files = split_records(shuffled, tmp_path / "rot", 600)
     got = dask_engine.analyze([str(f) for f in files], client=client, partitions=3)
     want = pcapstate.analyze([str(f) for f in files])

@@ -21,7 +21,7 @@ import pytest
 import pcapstate
 from pcapstate import jobs
 from pcapstate.errors import PcapstateError
-from synthetic import pcap_records, write_synthetic
+from synthetic import with_swapped_records, write_synthetic
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = sorted((REPO / "samples").glob("*.pcap"))
@@ -65,13 +65,7 @@ def test_a_synthetic_capture_gives_the_same_tables_with_threads(synth, threads):
 
 def test_a_capture_out_of_time_order_gives_the_same_tables_with_threads(synth, tmp_path):
     """Records out of timestamp order are replayed in timestamp order: connections numbered by that order."""
-    data = synth.read_bytes()
-    records = pcap_records(data)
-    rng = np.random.default_rng(7)
-    for i in rng.choice(len(records) - 1, size=200, replace=False).tolist():
-        records[i], records[i + 1] = records[i + 1], records[i]
-    shuffled = tmp_path / "shuffled.pcap"
-    shuffled.write_bytes(data[:24] + b"".join(records))
+    shuffled = with_swapped_records(synth, tmp_path / "shuffled.pcap", swaps=200, seed=7)
     assert pcapstate.analyze(shuffled).tracking.conversations.out_of_order > 0
     assert_same_tables(shuffled, 2)
 
