@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pcapstate import partitions as parts_of  # (``partitions`` is a parameter here)
 from pcapstate.table import DecodeStats, PacketTable
 
 ALL_TABLES = ("flows", "transitions", "packets", "packet_notes", "retransmissions", "retries", "anomalies")
@@ -170,17 +171,17 @@ def _analyze(client, source, partitions, decoder, time_wait, zeek_checksums, thr
     # 3. replay and analyze each partition as a part of the trace
     setting = {"source": source_name, "files": placed.outline.files, "time_wait": time_wait, "thresholds": limits,
                "end_ns": max((m.high for m in ordered if m.rows), default=0), "zeek_checksums": zeek_checksums}
-    analyzed = [client.submit(_analyze_partition, setting, *parts[p], pure=False) for p in range(count)]
+    analyzed = [client.submit(parts_of.analyze_partition, setting, *parts[p], pure=False) for p in range(count)]
     table = placed.table
     if keep_table and table is None:
         table = _merged(client, ordered, source_name, is_set)
         table.stats = placed.outline.stats
     # 4. number the connections as one process does
-    keys = client.gather([client.submit(_connection_keys, a, pure=False) for a in analyzed])
+    keys = client.gather([client.submit(parts_of.connection_keys, a, pure=False) for a in analyzed])
     stats.wall_s["replay"] = time.perf_counter() - started
     # 5. the tables, built on the workers with those numbers, put together here (or written there)
     names = tuple(m.path for m in ordered) if is_set else ()
-    gathered, built = _tables(client, analyzed, _numbers(keys), tables, parquet, limits, names, stats, started)
+    gathered, built = _tables(client, analyzed, parts_of.numbers(keys), tables, parquet, limits, names, stats, started)
     _shuffle_stats(client, stats, splits, analyzed, count)
     stats.partition_packets = [b["packets"] for b in built]
     stats.partition_replay_s = [b["replay_s"] for b in built]
@@ -276,7 +277,7 @@ def _tables(client, analyzed: list, numbers: list[np.ndarray], tables: tuple, pa
         from pcapstate.report.formats import parquet_datasets
 
         datasets = parquet_datasets(tables, parquet)
-    built = client.gather([client.submit(_partition_tables, a, n, tables, datasets, p, pure=False)
+    built = client.gather([client.submit(parts_of.partition_tables, a, n, tables, datasets, p, pure=False)
                            for p, (a, n) in enumerate(zip(analyzed, numbers))])
     stats.wall_s["tables"] = time.perf_counter() - started
     gathered = {}
@@ -286,7 +287,7 @@ def _tables(client, analyzed: list, numbers: list[np.ndarray], tables: tuple, pa
         from pcapstate.report.formats import write_parquet_part
         from pcapstate.results import sort_anomalies
 
-        floods = sort_anomalies(_floods([b["half_open"] for b in built], limits, names))
+        floods = sort_anomalies(parts_of.floods([b["half_open"] for b in built], limits, names))
         write_parquet_part(floods, datasets["anomalies"], len(analyzed))
     stats.wall_s["gather"] = time.perf_counter() - started
     return gathered, built
@@ -314,16 +315,6 @@ def _merged(client, ordered: list[_Member], source: str, is_set: bool) -> Packet
     return merge([(m.path, outcome[1], outcome[2]) for m, outcome in zip(ordered, outcomes)], source)
 
 
-def _numbers(keys: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
-    """Per partition, its connections' numbers in the whole trace: ranks by (first packet's time, global row)."""
-    ts = np.concatenate([k[0] for k in keys]) if keys else np.zeros(0, np.int64)
-    rows = np.concatenate([k[1] for k in keys]) if keys else np.zeros(0, np.int64)
-    rank = np.empty(len(ts), dtype=np.int64)
-    rank[np.lexsort((rows, ts))] = np.arange(len(ts))
-    bounds = np.cumsum([0] + [len(k[0]) for k in keys]).tolist()
-    return [rank[a:b] for a, b in zip(bounds, bounds[1:])]
-
-
 def _gathered_tables(built: list[dict], tables: tuple, limits, names: tuple) -> dict:
     """Per table, how to put it together from the partitions' parts (the anomalies with the flood finding
     added): done when the table is first read, so a writer prints one while the next is assembled."""
@@ -333,34 +324,10 @@ def _gathered_tables(built: list[dict], tables: tuple, limits, names: tuple) -> 
     def assemble(name: str):
         parts = [unpacked(b["tables"][name]) for b in built]
         if name == "anomalies":
-            parts.append(_floods([b["half_open"] for b in built], limits, names))
+            parts.append(parts_of.floods([b["half_open"] for b in built], limits, names))
         return results.gather(name, parts)
 
     return {name: (lambda name=name: assemble(name)) for name in tables}
-
-
-def _floods(halves: list[dict], limits, names: tuple):
-    """The ``half_open_flood`` findings of the whole trace, from the partitions' half-open connections."""
-    from pcapstate import results
-    from pcapstate.columns import Nullable
-    from pcapstate.findings.anomalies import HalfOpen, _concatenate, flood
-
-    joined = {key: np.concatenate([h[key] for h in halves]) for key in ("flow", "opened", "unanswered", "frame",
-                                                                         "file", "file_frame")}
-    order = np.argsort(joined["flow"], kind="stable")  # in flow order, as one process lists them
-    listed = lambda key: [text for h in halves for text in h[key]]  # noqa: E731
-    service, sources = listed("service"), listed("source")
-    half = HalfOpen(joined["flow"][order], joined["opened"][order], np.arange(len(order)),
-                    joined["unanswered"][order], [service[i] for i in order.tolist()],
-                    [sources[i] for i in order.tolist()])
-    found = _concatenate(list(flood(half, limits)))
-    at = np.asarray(found.row, dtype=np.int64)
-    frame = joined["frame"][order][at]
-    columns = results.anomaly_columns(found, np.full(len(at), -1), Nullable(frame, np.zeros(len(at), dtype=bool)))
-    if names:  # a capture set
-        columns = results.with_files(columns, names, "frame", joined["file"][order][at],
-                                     joined["file_frame"][order][at])
-    return columns
 
 
 def _shuffle_stats(client, stats: DaskStats, splits: list, analyzed: list, count: int) -> None:
@@ -417,49 +384,9 @@ def _decode(path: str, decoder: str, in_set: bool, options: bool = True):
         return "error", error, None
 
 
-def partition_of(table: PacketTable, count: int) -> np.ndarray:
-    """Per row, its partition: a hash of the unordered 4-tuple (both directions of a conversation agree)."""
-    if len(table) == 0:
-        return np.zeros(0, dtype=np.int64)
-    src = np.ascontiguousarray(table["src_ip"]).view(np.uint64)
-    dst = np.ascontiguousarray(table["dst_ip"]).view(np.uint64)
-    sport = table["sport"].astype(np.uint64)
-    dport = table["dport"].astype(np.uint64)
-    forward = (src[:, 0] < dst[:, 0]) | ((src[:, 0] == dst[:, 0]) & (
-        (src[:, 1] < dst[:, 1]) | ((src[:, 1] == dst[:, 1]) & (sport <= dport))))
-    a0, a1, ap = np.where(forward, src[:, 0], dst[:, 0]), np.where(forward, src[:, 1], dst[:, 1]), np.where(forward, sport, dport)
-    b0, b1, bp = np.where(forward, dst[:, 0], src[:, 0]), np.where(forward, dst[:, 1], src[:, 1]), np.where(forward, dport, sport)
-    h = np.full(len(table), 0x243F6A8885A308D3, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for value in (a0, a1, ap, b0, b1, bp):
-            h = (h ^ value) * np.uint64(0x9E3779B97F4A7C15)
-            h ^= h >> np.uint64(31)
-    return (h % np.uint64(count)).astype(np.int64)
-
-
-def _split(decoded, rows, frames, file_index: int | None, count: int):
-    """A file's packets in ``count`` parts: (global rows, columns with global ``frame`` [and ``file``,
-    ``file_frame`` in a set]) each.  ``rows`` and ``frames``: the global ones, or the offsets to add."""
-    table = decoded[1]
-    n = len(table)
-    if np.ndim(rows) == 0:
-        rows = np.arange(rows, rows + n, dtype=np.int64)
-        frames = table["frame"].astype(np.int64) + frames
-    columns = dict(table.columns)
-    columns["frame"] = np.asarray(frames).astype(table["frame"].dtype)
-    if file_index is not None:
-        from pcapstate.table import SET_COLUMNS
-
-        columns["file"] = np.full(n, file_index, dtype=SET_COLUMNS["file"])
-        columns["file_frame"] = table["frame"].astype(SET_COLUMNS["file_frame"])
-    part = partition_of(table, count)
-    order = np.argsort(part, kind="stable")
-    bounds = np.searchsorted(part[order], np.arange(count + 1))
-    parts = []
-    for p in range(count):
-        pick = order[bounds[p]:bounds[p + 1]]
-        parts.append((rows[pick], {name: column[pick] for name, column in columns.items()}))
-    return parts
+def _split(decoded, rows, frames, file_index: int | None, count: int) -> list:
+    """A decoded file's packets in ``count`` parts (:func:`pcapstate.partitions.split`)."""
+    return parts_of.split(decoded[1], rows, frames, file_index, count)
 
 
 def _pick(parts, p: int):
@@ -470,65 +397,3 @@ def _part_sizes(parts) -> list[int]:
     return [rows.nbytes + sum(c.nbytes for c in columns.values()) for rows, columns in parts]
 
 
-@dataclass
-class _Partition:
-    """A partition's analysis, kept on its worker between the numbering and the tables."""
-
-    rows: np.ndarray  # each packet's global row
-    analysis: object
-    replay_s: float
-
-
-def _analyze_partition(setting: dict, *parts) -> _Partition:
-    """A partition's packets in global order, replayed and analyzed as a part of the trace."""
-    from pcapstate.analysis import Analysis
-    from pcapstate.tracker import track
-
-    started = time.perf_counter()
-    rows = np.concatenate([p[0] for p in parts])
-    order = np.argsort(rows, kind="stable")
-    columns = {name: np.concatenate([p[1][name] for p in parts])[order] for name in parts[0][1]}
-    table = PacketTable(columns, DecodeStats(), setting["source"], setting["files"])
-    tracking = track(table, setting["time_wait"], end_ns=setting["end_ns"])
-    analysis = Analysis(tracking, setting["thresholds"], setting["zeek_checksums"], whole_trace=False)
-    return _Partition(rows[order], analysis, time.perf_counter() - started)
-
-
-def _connection_keys(part: _Partition) -> tuple[np.ndarray, np.ndarray]:
-    """Per connection of the partition, its first packet's timestamp and global row: what numbers it."""
-    from pcapstate import replay
-
-    tracking = part.analysis.tracking
-    first = tracking.result.connections[:, replay.C_FIRST_ROW]
-    return tracking.table["ts_ns"][first].astype(np.int64), part.rows[first]
-
-
-def _partition_tables(part: _Partition, numbers: np.ndarray, tables: tuple, datasets: dict | None = None,
-                      index: int = 0) -> dict:
-    """The partition's part of every table, its connections numbered ``numbers``, and its half-open ones.
-
-    ``datasets``: per table, the Parquet dataset to write the part to (as
-    part ``index``) instead of returning it.
-    """
-    started = time.perf_counter()
-    from pcapstate.columns import packed
-
-    analysis = part.analysis
-    analysis.tracking.flow_ids = numbers
-    if datasets is None:
-        built = {name: packed(analysis.columnar(name)) for name in tables}  # a third of the bytes to move
-    else:
-        from pcapstate.report.formats import write_parquet_part
-
-        built = {name: str(write_parquet_part(analysis.columnar(name), datasets[name], index)) for name in tables}
-    half = {}
-    if "anomalies" in tables:
-        found = analysis.findings.half_open
-        table = analysis.table
-        half = {"flow": found.flow, "opened": found.opened, "unanswered": found.unanswered,
-                "service": found.service, "source": found.source,
-                "frame": table["frame"][found.row].astype(np.int64),
-                "file": table["file"][found.row].astype(np.int64) if table.is_set else np.zeros(len(found.row), np.int64),
-                "file_frame": (table["file_frame"][found.row] if table.is_set else table["frame"][found.row]).astype(np.int64)}
-    return {"tables": built, "half_open": half, "packets": len(part.rows), "replay_s": part.replay_s,
-            "tables_s": time.perf_counter() - started}

@@ -107,11 +107,7 @@ def _parse_pcap(content, buf: np.ndarray, stats: DecodeStats, progress=None, opt
     The walk stops every ``_CHUNK`` records (a shorter ``status`` makes it
     report FULL) to tell ``progress``, and when the room is really full, to grow it.
     """
-    little = struct.unpack("<I", bytes(buf[:4]))[0] in (PCAP_MAGIC_USEC, PCAP_MAGIC_NSEC)
-    order = "<" if little else ">"
-    magic, _major, _minor, _zone, _sigfigs, snaplen, network = struct.unpack(order + "IHHiIII", bytes(buf[:24]))
-    header = (True, little, magic == PCAP_MAGIC_NSEC, snaplen if 0 < snaplen < MAX_RECORD else MAX_RECORD,
-              network & 0x03FFFFFF)
+    order, header = pcap_header(buf)
     room = _room(max(1024, len(buf) // _SMALL_RECORD))
     state, cut = (24, 0, 0, 0), 0  # byte offset, records, rows, fallbacks
     while True:
@@ -137,6 +133,15 @@ def _parse_pcap(content, buf: np.ndarray, stats: DecodeStats, progress=None, opt
     fallback_records = [_pcap_record(content, order, header, at - 16, index + 1)
                         for index, at in zip(indexes, fallback_at[:fallbacks].tolist())]
     return Parsed(status, columns, rows, cut, fallback_records, {})
+
+
+def pcap_header(buf: np.ndarray) -> tuple[str, tuple]:
+    """A pcap file's byte order ("<" or ">") and parse_records' ``pcap`` tuple for walking its records."""
+    little = struct.unpack("<I", bytes(buf[:4]))[0] in (PCAP_MAGIC_USEC, PCAP_MAGIC_NSEC)
+    order = "<" if little else ">"
+    magic, _major, _minor, _zone, _sigfigs, snaplen, network = struct.unpack(order + "IHHiIII", bytes(buf[:24]))
+    return order, (True, little, magic == PCAP_MAGIC_NSEC, snaplen if 0 < snaplen < MAX_RECORD else MAX_RECORD,
+                   network & 0x03FFFFFF)
 
 
 def _room(capacity: int) -> tuple[Columns, np.ndarray, np.ndarray]:
@@ -242,8 +247,11 @@ def _decode_fallbacks(records: list[Record], stats: DecodeStats, source: str) ->
     return builder.finish(), first_seen
 
 
-def _count_outcomes(parsed: Parsed, stats: DecodeStats, first_seen: dict[str, int]) -> None:
-    """Add the compiled records' outcomes to ``stats`` (dpkt's own are already in)."""
+def _count_outcomes(parsed: Parsed, stats: DecodeStats, first_seen: dict[str, int], first_record: int = 0) -> None:
+    """Add the compiled records' outcomes to ``stats`` (dpkt's own are already in).
+
+    ``first_record``: the index of ``parsed``'s first record in the file (a window of it).
+    """
     status = parsed.status
     counts = np.bincount(status, minlength=UNSUPPORTED + 1)
     stats.tcp += int(counts[ROW])
@@ -253,7 +261,7 @@ def _count_outcomes(parsed: Parsed, stats: DecodeStats, first_seen: dict[str, in
         if counts[code]:
             stats.non_tcp += int(counts[code])
             stats.skipped[reason] = stats.skipped.get(reason, 0) + int(counts[code])
-            first = int(np.argmax(status == code))
+            first = first_record + int(np.argmax(status == code))
             first_seen[reason] = min(first_seen.get(reason, first), first)
     stats.skipped = dict(sorted(stats.skipped.items(), key=lambda item: first_seen[item[0]]))
 
