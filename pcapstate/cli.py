@@ -65,6 +65,7 @@ def _threshold_options(command):
 
 OUTPUT_FORMATS = ("table", "json", "jsonl", "csv", "parquet")
 OUTPUT_TABLES = ("flows", "transitions", "retransmissions", "retries", "anomalies")  # what analyze writes to files
+STREAMED_FORMATS = ("json", "jsonl", "csv")  # written a chunk at a time: a long capture is analyzed in parts
 
 
 def output_options(command):
@@ -164,6 +165,9 @@ def analyze(captures: tuple[str, ...], decoder: str, flow_id: int | None, timeli
         _report_analysis(analysis, analysis.warnings[read:], flow_id, timeline, fmt, output, show_all,
                          resolve(jobs, len(analysis.table)))
         return
+    if fmt in STREAMED_FORMATS and flow_id is None and len(captures) == 1 and \
+            _analyze_streaming(captures[0], decoder, fmt, output, time_wait, jobs, thresholds):
+        return
     table = load(captures, decoder)
     already_warned = len(table.stats.warnings)
     progress = Progress(_input_size(captures))
@@ -177,6 +181,33 @@ def analyze(captures: tuple[str, ...], decoder: str, flow_id: int | None, timeli
     finally:
         progress.done()
     _report_analysis(analysis, analysis.warnings[already_warned:], flow_id, timeline, fmt, output, show_all, threads)
+
+
+def _analyze_streaming(capture: str, decoder: str, fmt: str, output: str | None, time_wait: float, jobs: int,
+                       thresholds: dict) -> bool:
+    """``analyze`` of a pcap file too long to hold, in parts spilled to disk (:mod:`pcapstate.streaming`), the
+    tables printed as they merge: True when done, False when the file is to be analyzed whole."""
+    from pcapstate import streaming
+    from pcapstate.jobs import resolve
+    from pcapstate.progress import Progress
+
+    count = streaming.partitions_for(capture, decoder)
+    if count <= 1:
+        return False
+    progress = Progress(_size(capture))
+    progress.status(f"analyzing in {count} parts of {streaming.PARTITION_BYTES >> 20} MiB of capture each")
+    threads = resolve(jobs, streaming.PARTITION_BYTES // 100)  # a part holds about this many packets
+    try:
+        streamed = streaming.analyze(capture, count, tables=OUTPUT_TABLES, time_wait=time_wait, jobs=threads,
+                                     **thresholds)
+    except streaming.NeedsWholeFile:
+        return False
+    finally:
+        progress.done()
+    with streamed:
+        _print_warnings(capture, streamed.warnings)
+        _write_tables(fmt, streamed.tables, output, capture, threads)
+    return True
 
 
 def _report_analysis(analysis, warnings: list[str], flow_id: int | None, timeline: bool, fmt: str,
@@ -428,6 +459,7 @@ def _analyze_dask(captures, decoder: str, scheduler: str | None, time_wait: floa
         import distributed  # noqa: F401
     except ImportError as error:
         raise click.UsageError(f"--engine dask needs Dask distributed: pip install 'pcapstate[dask]' ({error})")
+    _return_freed_blocks()
     source = list(captures) if len(captures) != 1 else captures[0]
     tables = dask_engine.ALL_TABLES if whole else OUTPUT_TABLES
     return dask_engine.analyze(source, scheduler=scheduler, decoder=decoder, time_wait=time_wait, options=False,
@@ -438,6 +470,7 @@ def load_quietly(capture: str, decoder: str):
     """Decode without printing warnings: check compares them with the expectations instead."""
     from pcapstate.decode import read_capture
 
+    _return_freed_blocks()
     return read_capture(capture, decoder=decoder, options=False)
 
 
@@ -547,6 +580,7 @@ def load(captures, decoder: str = "dpkt", options: bool = False):
     from pcapstate.decode.capture_set import expand, is_set, read_capture_set
     from pcapstate.progress import Progress
 
+    _return_freed_blocks()  # (not for a capture analyzed in parts: see pcapstate.streaming)
     specs = (captures,) if isinstance(captures, str) else tuple(captures)
     if not is_set(specs):
         capture = specs[0]
@@ -593,7 +627,6 @@ def _input_size(captures) -> int:
 def main(argv: list[str] | None = None) -> None:
     from pcapstate.engine import choose_for
 
-    _return_freed_blocks()
     # A run is short and makes hundreds of thousands of small objects (addresses, sentences), none in a
     # reference cycle worth collecting before it ends: the cycle collector's passes only cost time (~6 %).
     gc.disable()

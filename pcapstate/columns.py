@@ -197,6 +197,55 @@ def _concat_column(parts: list):
     raise TypeError(f"not a column: {type(head).__name__}")
 
 
+class ChunkedTable:
+    """A table read as consecutive :class:`Table` s, its rows in order: one too long to hold at once.
+
+    ``chunks`` is called once per reading and yields the pieces (a merge of
+    parts spilled to disk, in :mod:`pcapstate.streaming`).  ``nanoseconds``:
+    whether any of its times has a part below the microsecond (what the JSON
+    writer must know before the first row).  The writers print it a chunk at
+    a time; :meth:`whole` puts it together, for what needs it all.
+    """
+
+    def __init__(self, names: list[str], length: int, nanoseconds: bool, chunks) -> None:
+        self.names, self.length, self.nanoseconds, self._chunks = list(names), length, nanoseconds, chunks
+
+    def __len__(self) -> int:
+        return self.length
+
+    def chunks(self):
+        return self._chunks()
+
+    def whole(self) -> Table:
+        parts = [chunk for chunk in self.chunks() if len(chunk)]
+        return concat(parts) if parts else Table({})
+
+
+def has_nanoseconds(table: Table) -> bool:
+    """Whether a time of ``table`` has a part below the microsecond."""
+    for column in table.columns.values():
+        if isinstance(column, Times):
+            ns = column.ns if column.missing is None else column.ns[~column.missing]
+            if (ns % 1000).any():
+                return True
+    return False
+
+
+def compacted(table: Table) -> Table:
+    """``table`` with each :class:`Texts` column holding only the strings its rows use (a slice of a
+    table otherwise carries every string of the whole)."""
+    columns = dict(table.columns)
+    for name, column in columns.items():
+        if isinstance(column, Texts) and len(column.values):
+            used, codes = np.unique(np.asarray(column.codes, dtype=np.int64), return_inverse=True)
+            kept = used[used >= 0]
+            lookup = np.concatenate([np.full(1, -1), np.arange(len(kept))]) if used[:1].tolist() == [-1] \
+                else np.arange(len(kept))
+            columns[name] = Texts(lookup[codes.reshape(-1)], tuple(column.values[i] for i in kept.tolist()),
+                                  column.keep_object)
+    return Table(columns)
+
+
 def packed(table: Table) -> list:
     """``table`` for the wire (a Dask worker's result): integer arrays in the narrowest type that holds
     their values (most columns are small codes stored as int64); :func:`unpacked` restores it exactly."""

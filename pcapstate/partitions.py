@@ -114,28 +114,40 @@ class Partition:
     replay_s: float
 
 
-def analyze_partition(setting: dict, *parts) -> "Partition":
-    """A partition's packets in global order, replayed and analyzed as a part of the trace."""
-    from pcapstate.analysis import Analysis
+def replayed(setting: dict, *parts):
+    """A partition's packets in global order, replayed: (each packet's global row, the tracking)."""
     from pcapstate.tracker import track
 
-    started = time.perf_counter()
     rows = np.concatenate([p[0] for p in parts])
-    order = np.argsort(rows, kind="stable")
-    columns = {name: np.concatenate([p[1][name] for p in parts])[order] for name in parts[0][1]}
+    columns = {name: np.concatenate([p[1][name] for p in parts]) for name in parts[0][1]}
+    if len(rows) > 1 and (rows[1:] < rows[:-1]).any():  # parts in another order than the trace's
+        order = np.argsort(rows, kind="stable")
+        rows, columns = rows[order], {name: column[order] for name, column in columns.items()}
     table = PacketTable(columns, DecodeStats(), setting["source"], setting["files"])
-    tracking = track(table, setting["time_wait"], end_ns=setting["end_ns"])
+    return rows, track(table, setting["time_wait"], jobs=setting.get("jobs", 1), end_ns=setting["end_ns"])
+
+
+def analyze_partition(setting: dict, *parts) -> Partition:
+    """A partition's packets in global order, replayed and analyzed as a part of the trace."""
+    from pcapstate.analysis import Analysis
+
+    started = time.perf_counter()
+    rows, tracking = replayed(setting, *parts)
     analysis = Analysis(tracking, setting["thresholds"], setting["zeek_checksums"], whole_trace=False)
-    return Partition(rows[order], analysis, time.perf_counter() - started)
+    return Partition(rows, analysis, time.perf_counter() - started)
 
 
 def connection_keys(part: Partition) -> tuple[np.ndarray, np.ndarray]:
     """Per connection of the partition, its first packet's timestamp and global row: what numbers it."""
+    return keys_of(part.analysis.tracking, part.rows)
+
+
+def keys_of(tracking, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`connection_keys` of a partition's tracking, its packets' global rows ``rows``."""
     from pcapstate import replay
 
-    tracking = part.analysis.tracking
     first = tracking.result.connections[:, replay.C_FIRST_ROW]
-    return tracking.table["ts_ns"][first].astype(np.int64), part.rows[first]
+    return tracking.table["ts_ns"][first].astype(np.int64), rows[first]
 
 
 def partition_tables(part: Partition, numbers: np.ndarray, tables: tuple, datasets: dict | None = None,
@@ -156,14 +168,17 @@ def partition_tables(part: Partition, numbers: np.ndarray, tables: tuple, datase
         from pcapstate.report.formats import write_parquet_part
 
         built = {name: str(write_parquet_part(analysis.columnar(name), datasets[name], index)) for name in tables}
-    half = {}
-    if "anomalies" in tables:
-        found = analysis.findings.half_open
-        table = analysis.table
-        half = {"flow": found.flow, "opened": found.opened, "unanswered": found.unanswered,
-                "service": found.service, "source": found.source,
-                "frame": table["frame"][found.row].astype(np.int64),
-                "file": table["file"][found.row].astype(np.int64) if table.is_set else np.zeros(len(found.row), np.int64),
-                "file_frame": (table["file_frame"][found.row] if table.is_set else table["frame"][found.row]).astype(np.int64)}
+    half = half_open_of(analysis) if "anomalies" in tables else {}
     return {"tables": built, "half_open": half, "packets": len(part.rows), "replay_s": part.replay_s,
             "tables_s": time.perf_counter() - started}
+
+
+def half_open_of(analysis) -> dict:
+    """A partition's half-open connections, as :func:`floods` reads them."""
+    found = analysis.findings.half_open
+    table = analysis.table
+    frame = table["frame"][found.row].astype(np.int64)
+    return {"flow": found.flow, "opened": found.opened, "unanswered": found.unanswered,
+            "service": found.service, "source": found.source, "frame": frame,
+            "file": table["file"][found.row].astype(np.int64) if table.is_set else np.zeros(len(found.row), np.int64),
+            "file_frame": table["file_frame"][found.row].astype(np.int64) if table.is_set else frame}

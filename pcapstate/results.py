@@ -215,32 +215,41 @@ def anomaly_columns(found, flow: np.ndarray, frame: Nullable) -> Table:
 
 def sort_anomalies(columns: Table) -> Table:
     """Kind (worst first), then time, then flow with the capture-wide ones last: a stable sort."""
-    flow = columns["flow"]
-    flow_key = np.where(flow.missing, np.iinfo(np.int64).max, flow.values)
-    return columns.take(np.lexsort((flow_key, columns["ts_epoch"], columns["kind"].codes)))
+    return in_order("anomalies", columns)
+
+
+def order_keys(name: str, table: Table) -> list[np.ndarray]:
+    """What orders table ``name`` across connections, most significant first.
+
+    Rows of one connection keep their order among themselves (a stable sort),
+    so parts of a trace that each hold whole conversations, put together and
+    sorted on these, give the whole trace's table.
+    """
+    if name == "anomalies":
+        flow = table["flow"]
+        return [table["kind"].codes, table["ts_epoch"], np.where(flow.missing, np.iinfo(np.int64).max, flow.values)]
+    if name in ("flows", "transitions"):
+        return [table["flow"]]
+    if name in ("packets", "packet_notes"):
+        return [table["frame"]]
+    if name == "retransmissions":
+        return [table["ts"].ns, table["frame"]]
+    if name == "retries":
+        return [table["start"].ns, table["flow"]]
+    raise KeyError(f"no table {name!r}")
+
+
+def in_order(name: str, table: Table) -> Table:
+    """``table`` stably sorted on :func:`order_keys`."""
+    return table.take(np.lexsort(order_keys(name, table)[::-1]))
 
 
 def gather(name: str, parts: list[Table]) -> Table:
-    """Table ``name`` of a trace from the same table of parts of it (Dask partitions: each a set of whole
-    conversations, its flows already numbered as in the whole trace), in the order the whole trace's has.
-
-    Rows of one connection come from one part, in the order they had there, so a stable sort on
-    what orders the table across connections is enough.
-    """
+    """Table ``name`` of a trace from the same table of parts of it (each a set of whole conversations, its
+    flows already numbered as in the whole trace), in the order the whole trace's has (:func:`order_keys`)."""
     from pcapstate.columns import concat
 
-    table = concat(parts)
-    if name == "anomalies":
-        return sort_anomalies(table)
-    if name in ("flows", "transitions"):
-        return table.take(np.argsort(table["flow"], kind="stable"))
-    if name in ("packets", "packet_notes"):
-        return table.take(np.argsort(table["frame"], kind="stable"))
-    if name == "retransmissions":
-        return table.take(np.lexsort((table["frame"], table["ts"].ns)))
-    if name == "retries":
-        return table.take(np.lexsort((table["flow"], table["start"].ns)))
-    raise KeyError(f"no table {name!r}")
+    return in_order(name, concat(parts))
 
 
 # --- column helpers ----------------------------------------------------------------

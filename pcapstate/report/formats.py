@@ -29,7 +29,6 @@ fixed key and column order.  pyarrow is imported only to write parquet.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import sys
@@ -38,7 +37,7 @@ from typing import IO
 
 import numpy as np
 
-from pcapstate.columns import Table
+from pcapstate.columns import ChunkedTable, Table
 from pcapstate.errors import PcapstateError
 from pcapstate.report.jsonout import SCHEMA, as_table, column_values, write_json
 
@@ -88,19 +87,24 @@ def write_jsonl(tables: dict, out: IO[str], source: str = "") -> None:
     """One JSON object per line: a ``meta`` line, then every record with its ``table``."""
     out.write(_json_line({"table": "meta", "schema": SCHEMA, "source": source}))
     for name, table in tables.items():
-        table = as_table(table)
-        columns = [column_values(table[column]) for column in table.names]
-        for values in zip(*columns):
-            out.write(_json_line({"table": name, **dict(zip(table.names, values))}))
+        for chunk in _chunks(table):
+            columns = [column_values(chunk[column]) for column in chunk.names]
+            for values in zip(*columns):
+                out.write(_json_line({"table": name, **dict(zip(chunk.names, values))}))
 
 
 def write_csv(table, out: IO[str]) -> None:
     """One table as CSV with a header row (value conventions: module docstring)."""
-    table = as_table(table)
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(table.names)
-    columns = [csv_values(table[name]) for name in table.names]
-    writer.writerows(zip(*columns))
+    writer.writerow(table.names if isinstance(table, (Table, ChunkedTable)) else list(table.columns))
+    for chunk in _chunks(table):
+        columns = [csv_values(chunk[name]) for name in chunk.names]
+        writer.writerows(zip(*columns))
+
+
+def _chunks(table):
+    """A table's rows as Tables: a :class:`~pcapstate.columns.ChunkedTable`'s chunks, or the whole."""
+    return table.chunks() if isinstance(table, ChunkedTable) else [as_table(table)]
 
 
 def write_parquet(table, path: Path) -> None:
@@ -108,6 +112,8 @@ def write_parquet(table, path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    if isinstance(table, ChunkedTable):
+        table = table.whole()  # (a dataset of row groups would not keep every column's type across them)
     frame = table.to_pandas() if isinstance(table, Table) else table.reset_index(drop=True)
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
 
@@ -187,9 +193,8 @@ def _write_one(fmt: str, frame, path: Path) -> Path:
         _remove_dataset(path)
     try:
         if fmt == "csv":
-            buffer = io.StringIO()
-            write_csv(frame, buffer)
-            path.write_text(buffer.getvalue(), encoding="utf-8")
+            with open(path, "w", encoding="utf-8", newline="") as handle:
+                write_csv(frame, handle)
         else:
             write_parquet(frame, path)
     except OSError as error:

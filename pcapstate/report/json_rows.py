@@ -226,10 +226,17 @@ def write_records(table, out: IO[str], date_unit: str, jobs: int = 1) -> None:
     With ``jobs`` > 1, that many threads print chunks ahead (the printer
     releases the GIL), written out in order.
     """
+    out.write("[")
+    write_rows(table, out, date_unit, jobs)
+    out.write("]")
+
+
+def write_rows(table, out: IO[str], date_unit: str, jobs: int = 1) -> None:
+    """The records of ``table``, comma-separated, without the brackets: all of a short array, or a stretch
+    of a long one (:class:`~pcapstate.columns.ChunkedTable`)."""
     from pcapstate.report.jsonout import as_table
 
     columns = _Columns(as_table(table), date_unit)
-    out.write("[")
     raw = getattr(out, "buffer", None)  # a text file's bytes underneath: no decoding on the way out
     if raw is not None:
         out.flush()
@@ -240,7 +247,6 @@ def write_records(table, out: IO[str], date_unit: str, jobs: int = 1) -> None:
             _emit(out, raw, _print_chunk(columns, start, buffer))
     else:
         _print_ahead(columns, starts, jobs, lambda printed: _emit(out, raw, printed))
-    out.write("]")
 
 
 def _print_chunk(columns: _Columns, start: int, buffer: np.ndarray | None = None) -> np.ndarray:

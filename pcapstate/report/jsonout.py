@@ -12,7 +12,7 @@ from typing import IO
 
 import numpy as np
 
-from pcapstate.columns import Categories, Nullable, Objects, Table, Texts, Times
+from pcapstate.columns import Categories, ChunkedTable, Nullable, Objects, Table, Texts, Times, has_nanoseconds
 
 SCHEMA = "pcapstate/1"
 
@@ -60,6 +60,8 @@ def as_table(table) -> Table:
     """A :class:`~pcapstate.columns.Table` as it is; a DataFrame as one (pandas is then imported already)."""
     if isinstance(table, Table):
         return table
+    if isinstance(table, ChunkedTable):
+        return table.whole()
     return Table({name: from_pandas_column(table[name]) for name in table.columns})
 
 
@@ -111,9 +113,13 @@ def write_json(tables: dict, out: IO[str], source: str = "", jobs: int = 1) -> N
 
 
 def write_table(table, out: IO[str], jobs: int = 1) -> None:
-    """One table (Table or DataFrame) as a JSON array of records (microsecond times unless it has nanoseconds)."""
+    """One table (Table, ChunkedTable or DataFrame) as a JSON array of records (microsecond times unless it
+    has nanoseconds)."""
     from pcapstate.report import json_rows
 
+    if isinstance(table, ChunkedTable):
+        _write_chunked(table, out, jobs)
+        return
     table = as_table(table)
     if not len(table):
         out.write("[]")
@@ -123,19 +129,33 @@ def write_table(table, out: IO[str], jobs: int = 1) -> None:
         out.write(table_json(table.to_pandas()))
 
 
-def table_json(frame) -> str:
+def _write_chunked(table: ChunkedTable, out: IO[str], jobs: int) -> None:
+    """The same bytes as :func:`write_table` of the whole table, printed a chunk at a time."""
+    from pcapstate.report import json_rows
+
+    unit = "ns" if table.nanoseconds else "us"
+    out.write("[")
+    written = False
+    for chunk in table.chunks():
+        if not len(chunk):
+            continue
+        if written:
+            out.write(",")
+        if json_rows.supported(chunk):
+            json_rows.write_rows(chunk, out, unit, jobs)
+        else:
+            out.write(table_json(chunk.to_pandas(), unit)[1:-1])
+        written = True
+    out.write("]")
+
+
+def table_json(frame, unit: str | None = None) -> str:
     """pandas' own printing of one DataFrame (the reference :mod:`~pcapstate.report.json_rows` matches)."""
     if frame.empty:
         return "[]"
-    return frame.to_json(orient="records", date_format="iso", date_unit=_time_unit(as_table(frame)),
+    return frame.to_json(orient="records", date_format="iso", date_unit=unit or _time_unit(as_table(frame)),
                          double_precision=6, force_ascii=False)
 
 
 def _time_unit(table: Table) -> str:
-    for name in table.names:
-        column = table[name]
-        if isinstance(column, Times):
-            ns = column.ns if column.missing is None else column.ns[~column.missing]
-            if (ns % 1000).any():
-                return "ns"
-    return "us"
+    return "ns" if has_nanoseconds(table) else "us"

@@ -1,0 +1,317 @@
+"""Captures longer than memory: a pcap file analyzed in parts spilled to disk, its tables printed as they merge.
+
+``pcapstate analyze BIG.pcap --format json|jsonl|csv`` on a file of more than
+:data:`PARTITION_BYTES` goes this way; memory then stays about what one
+partition's worth of capture needs, however long the capture.  The output is
+byte for byte what the whole-file analysis prints:
+
+1. **Decode and spill.**  The file is decoded a window of records at a time
+   (:mod:`pcapstate.decode.windows`); each window's packets are cut by
+   conversation into ``partitions`` parts (:func:`pcapstate.partitions.split`,
+   the cut ``--engine dask`` makes) and appended to that part's file in a
+   temporary directory.
+2. **Number.**  Each part is replayed alone (the compiled replay, with the
+   capture's end for the end-of-capture close) for its connections' first
+   packets; ranked together, they number the connections as one process does
+   (:func:`pcapstate.partitions.numbers`).
+3. **Analyze.**  Each part is replayed again and analyzed as a part of the
+   trace with those numbers; each table, sorted in its order
+   (:func:`pcapstate.results.in_order`), is spilled in chunks of
+   :data:`SPILL_ROWS` rows.  The half-open connections of all parts make the
+   ``half_open_flood`` findings (:func:`pcapstate.partitions.floods`).
+4. **Merge.**  Each table is a :class:`~pcapstate.columns.ChunkedTable`
+   whose chunks are a k-way merge of the parts' chunks (:func:`merge_runs`),
+   read while the writer prints.
+
+Replaying each part twice costs less than holding every part's analysis.
+Only plain pcap files read by the compiled decoder go this way; anything else
+(pcapng, gzip, text, a file whose framing needs repair, one without TCP) is
+analyzed whole, as before.
+"""
+from __future__ import annotations
+
+import gc
+import os
+import pickle
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pcapstate import partitions as parts_of
+from pcapstate.columns import ChunkedTable, Table, compacted, concat, has_nanoseconds
+from pcapstate.decode.windows import WINDOW_RECORDS, NeedsWholeFile, pcap_windows
+from pcapstate.table import DecodeStats
+
+PARTITION_BYTES = 48 << 20  # of capture file per part: about 450,000 packets of 100 bytes
+SPILL_ROWS = 1 << 16  # rows of a table per spilled chunk
+_PCAP_MAGICS = (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
+
+__all__ = ["NeedsWholeFile", "Streamed", "analyze", "merge_runs", "partitions_for"]
+
+
+def partitions_for(path: str, decoder: str = "dpkt") -> int:
+    """Into how many parts ``path`` is cut: 1 (analyzed whole) unless it is a plain pcap file longer than
+    :data:`PARTITION_BYTES` that the compiled decoder reads."""
+    from pcapstate import jit
+
+    if decoder != "dpkt" or not jit.ENABLED:
+        return 1
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as handle:
+            magic = handle.read(4)
+    except OSError:
+        return 1  # the whole-file reader says what is wrong
+    return max(1, -(-size // PARTITION_BYTES)) if magic in _PCAP_MAGICS else 1
+
+
+@dataclass
+class Streamed:
+    """What :func:`analyze` made: the tables to print, and the warnings to say first."""
+
+    source: str
+    tables: dict  # name -> ChunkedTable
+    warnings: list[str]  # reading the file's, then the replay's
+    read_warnings: int  # how many of ``warnings`` are the reading's
+    connection_count: int
+    stats: DecodeStats
+    packets: int
+    spill: tempfile.TemporaryDirectory = field(repr=False)
+
+    def close(self) -> None:
+        """Remove the spilled parts (the tables cannot be read after)."""
+        self.spill.cleanup()
+
+    def __enter__(self) -> "Streamed":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def analyze(path: str, partitions: int, *, tables: tuple[str, ...], time_wait: float = 60.0, jobs: int = 1,
+            window_records: int = WINDOW_RECORDS, spill_dir: str | None = None, zeek_checksums: bool = False,
+            **thresholds) -> Streamed:
+    """The tables of ``path``'s analysis, made in ``partitions`` parts spilled to ``spill_dir`` (default: the
+    system's temporary directory).  Raises :class:`NeedsWholeFile` (before anything is printed) when the file
+    must be analyzed whole; errors about the file are those of the whole-file reader."""
+    from pcapstate.decode import _load
+    from pcapstate.findings.anomalies import Thresholds
+
+    limits = Thresholds(**thresholds)
+    content, load_warnings = _load(path)
+    spill = tempfile.TemporaryDirectory(prefix="pcapstate-", dir=spill_dir)
+    try:
+        where = Path(spill.name)
+        stats = DecodeStats()
+        spilled = _spill_packets(content, path, stats, partitions, window_records, where)
+        stats.warnings[:0] = load_warnings
+        read_warnings = len(stats.warnings)
+        warnings = list(stats.warnings)
+        if spilled.backwards:
+            warnings.append(f"{spilled.backwards} packets are earlier than the packet before them in the file; "
+                            "replayed in timestamp order")
+        setting = {"source": path, "files": (), "time_wait": time_wait, "thresholds": limits, "jobs": jobs,
+                   "end_ns": spilled.end_ns, "zeek_checksums": zeek_checksums}
+        numbers = parts_of.numbers([_keys(setting, where, p) for p in range(partitions)])
+        made = _spill_tables(setting, where, numbers, tuple(tables))
+        chunked = _chunked_tables(made, where, partitions, limits)
+        return Streamed(path, chunked, warnings, read_warnings, sum(len(n) for n in numbers), stats,
+                        spilled.packets, spill)
+    except BaseException:
+        spill.cleanup()
+        raise
+
+
+# --- 1. decode and spill ------------------------------------------------------------------
+
+
+@dataclass
+class _Spilled:
+    packets: int = 0
+    end_ns: int = 0  # the latest timestamp: the trace's end
+    backwards: int = 0  # packets earlier than the one before them in the file
+
+
+def _spill_packets(content, source: str, stats: DecodeStats, count: int, window_records: int, where: Path) -> _Spilled:
+    """Every window's packets, cut by conversation, appended to the parts' files."""
+    spilled, last = _Spilled(), None
+    handles = [open(_packets_file(where, p), "wb") for p in range(count)]
+    try:
+        for table, first_row in pcap_windows(content, source, stats, window_records):
+            ts = table["ts_ns"]
+            if len(ts):
+                spilled.backwards += int(np.count_nonzero(ts[1:] < ts[:-1])) + int(last is not None and ts[0] < last)
+                last, spilled.end_ns = int(ts[-1]), max(spilled.end_ns, int(ts.max()))
+            for handle, part in zip(handles, parts_of.split(table, first_row, 0, None, count)):
+                if len(part[0]):
+                    pickle.dump(part, handle, protocol=pickle.HIGHEST_PROTOCOL)
+            spilled.packets += len(table)
+    finally:
+        for handle in handles:
+            handle.close()
+    if spilled.packets == 0:
+        raise NeedsWholeFile(f"{source}: no TCP packets")
+    return spilled
+
+
+def _packets_file(where: Path, p: int) -> Path:
+    return where / f"packets-{p:05d}.pickle"
+
+
+def _table_file(where: Path, name: str, p: int) -> Path:
+    return where / f"{name}-{p:05d}.pickle"
+
+
+def _read_all(path: Path) -> list:
+    """Everything pickled one after the other into ``path`` (nothing if it is missing)."""
+    return list(_read_each(path))
+
+
+def _read_each(path: Path):
+    if not path.exists():
+        return
+    with open(path, "rb") as handle:
+        while True:
+            try:
+                yield pickle.load(handle)
+            except EOFError:
+                return
+
+
+def _trim() -> None:
+    """Hand the heap's free pages back to the system (glibc), so the next part starts where this one did."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+# --- 2. number --------------------------------------------------------------------------------
+
+
+def _keys(setting: dict, where: Path, p: int) -> tuple[np.ndarray, np.ndarray]:
+    parts = _read_all(_packets_file(where, p))
+    if not parts:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    rows, tracking = parts_of.replayed(setting, *parts)
+    return parts_of.keys_of(tracking, rows)
+
+
+# --- 3. analyze -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Made:
+    """Per table: its column names, length and whether it has nanoseconds; the parts' half-open connections."""
+
+    names: dict = field(default_factory=dict)
+    lengths: dict = field(default_factory=dict)
+    nanoseconds: dict = field(default_factory=dict)
+    half_open: list = field(default_factory=list)
+
+
+def _spill_tables(setting: dict, where: Path, numbers: list[np.ndarray], tables: tuple) -> _Made:
+    from pcapstate.results import in_order
+
+    made = _Made(lengths=dict.fromkeys(tables, 0), nanoseconds=dict.fromkeys(tables, False))
+    for p, numbered in enumerate(numbers):
+        parts = _read_all(_packets_file(where, p))
+        if not parts:
+            continue
+        part = parts_of.analyze_partition(setting, *parts)
+        del parts
+        part.analysis.tracking.flow_ids = numbered
+        for name in tables:
+            table = in_order(name, part.analysis.columnar(name))
+            made.names[name] = table.names
+            made.lengths[name] += len(table)
+            made.nanoseconds[name] |= has_nanoseconds(table)
+            with open(_table_file(where, name, p), "wb") as handle:
+                for start in range(0, len(table), SPILL_ROWS):
+                    chunk = compacted(table.take(np.arange(start, min(start + SPILL_ROWS, len(table)))))
+                    pickle.dump(chunk, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        if "anomalies" in tables:
+            made.half_open.append(parts_of.half_open_of(part.analysis))
+        del part, table  # before the next part is read, and its reference cycles with it (the CLI turns off gc)
+        gc.collect()
+        _trim()
+    return made
+
+
+# --- 4. merge ---------------------------------------------------------------------------------
+
+
+def _chunked_tables(made: _Made, where: Path, count: int, limits) -> dict:
+    from pcapstate.results import in_order, order_keys
+
+    extra = {}
+    if "anomalies" in made.names:
+        floods = in_order("anomalies", parts_of.floods(made.half_open, limits, ()))
+        extra["anomalies"] = floods
+        made.lengths["anomalies"] += len(floods)
+        made.nanoseconds["anomalies"] |= has_nanoseconds(floods)
+
+    def chunks(name: str):
+        runs = [_read_each(_table_file(where, name, p)) for p in range(count)]
+        if name in extra:
+            runs.append([extra[name]])
+        return merge_runs(runs, lambda table: order_keys(name, table))
+
+    return {name: ChunkedTable(names, made.lengths[name], made.nanoseconds[name], lambda name=name: chunks(name))
+            for name, names in made.names.items()}
+
+
+def merge_runs(runs: list, keys_of):
+    """Runs of Tables (each run's rows sorted on ``keys_of``, most significant key first) merged: yields
+    Tables whose rows, one after the other, are what a stable sort of all the runs put end to end gives
+    (among equal keys, an earlier run's rows first).  Holds one chunk of each run at a time."""
+    runs = [iter(run) for run in runs]
+    heads = [_next_rows(run) for run in runs]
+    keys = [None if head is None else keys_of(head) for head in heads]
+    while True:
+        live = [i for i, head in enumerate(heads) if head is not None]
+        if not live:
+            return
+        # Rows up to the smallest last key held (with its run: ties go to the earlier run) can go out: no
+        # row still on disk can come before them.
+        bound = min(live, key=lambda i: (tuple(k[-1] for k in keys[i]), i))
+        limit = tuple(k[-1] for k in keys[bound])
+        taken, taken_keys = [], []
+        for i in live:
+            n = _rows_up_to(keys[i], limit, inclusive=i <= bound)
+            if n == 0:
+                continue
+            head = heads[i]
+            taken.append(head if n == len(head) else head.take(np.arange(n)))
+            taken_keys.append([k[:n] for k in keys[i]])
+            if n == len(head):
+                heads[i] = _next_rows(runs[i])
+                keys[i] = None if heads[i] is None else keys_of(heads[i])
+            else:
+                heads[i] = head.take(np.arange(n, len(head)))
+                keys[i] = [k[n:] for k in keys[i]]
+        merged = [np.concatenate([k[j] for k in taken_keys]) for j in range(len(limit))]
+        yield concat(taken).take(np.lexsort(merged[::-1]))
+
+
+def _next_rows(run) -> Table | None:
+    """The run's next chunk with rows, or None at its end."""
+    for chunk in run:
+        if len(chunk):
+            return chunk
+    return None
+
+
+def _rows_up_to(keys: list[np.ndarray], limit: tuple, inclusive: bool) -> int:
+    """How many of the (sorted) rows have keys before ``limit``, or equal to it when ``inclusive``."""
+    before = np.zeros(len(keys[0]), dtype=bool)
+    equal = np.ones(len(keys[0]), dtype=bool)
+    for key, bound in zip(keys, limit):
+        before |= equal & (key < bound)
+        equal &= key == bound
+    return int(np.count_nonzero(before | equal if inclusive else before))

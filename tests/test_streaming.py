@@ -1,0 +1,192 @@
+"""A long pcap analyzed in parts spilled to disk (issue 7, flat memory): the same bytes as the whole-file analysis.
+
+:mod:`pcapstate.streaming` cuts the capture by conversation, numbers the
+connections across the parts and merges the tables back while printing.  Each
+test compares its output with the whole-file analysis of the same file, with
+tiny windows and parts so every boundary is crossed many times.
+"""
+from __future__ import annotations
+
+import io
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from pcapstate import streaming
+from pcapstate.analysis import analyze
+from pcapstate.cli import OUTPUT_TABLES, cli
+from pcapstate.columns import Table, texts
+from pcapstate.decode import read_capture
+from pcapstate.report.formats import write_tables
+from synthetic import pcap_records, with_swapped_records, write_synthetic
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = sorted((ROOT / "samples").glob("*.pcap"))
+ZEEK = sorted((ROOT.parent / "shared" / "conformance" / "zeek" / "traces").glob("*.pcap"))
+LOW_FLOOD = {"flood_connections": 4, "flood_sources": 3}
+
+
+def whole_json(path: Path, **thresholds) -> tuple[str, list[str]]:
+    analysis = analyze(read_capture(str(path), options=False), **thresholds)
+    out = io.StringIO()
+    write_tables("json", {name: analysis.columnar(name) for name in OUTPUT_TABLES}, None, str(path), stdout=out)
+    return out.getvalue(), analysis.warnings
+
+
+def streamed_json(path: Path, partitions: int, window: int, fmt: str = "json", **thresholds) -> tuple[str, list[str]]:
+    with streaming.analyze(str(path), partitions, tables=OUTPUT_TABLES, window_records=window,
+                           **thresholds) as streamed:
+        out = io.StringIO()
+        write_tables(fmt, streamed.tables, None, str(path), stdout=out)
+        return out.getvalue(), streamed.warnings
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory) -> Path:
+    return write_synthetic(tmp_path_factory.mktemp("synthetic") / "synth-300.pcap", 300)
+
+
+@pytest.fixture(scope="module")
+def reused(tmp_path_factory, synthetic) -> Path:
+    """A sample's connection, then the synthetic capture, then the same connection again (the same 4-tuple,
+    so ``port_reuse`` names the earlier flow by its number in the whole trace), in time order."""
+    sample = (ROOT / "samples" / "client_closes_first.pcap").read_bytes()
+    synth = synthetic.read_bytes()
+    first, middle = pcap_records(sample), pcap_records(synth)
+    start = _seconds(middle[0]) - 100
+    records = _shifted(first, start - _seconds(first[0])) + middle
+    records += _shifted(first, _seconds(middle[-1]) + 5 - _seconds(first[0]))
+    path = tmp_path_factory.mktemp("reused") / "reused.pcap"
+    path.write_bytes(synth[:24] + b"".join(records))
+    return path
+
+
+def _seconds(record: bytes) -> int:
+    return struct.unpack_from("<I", record)[0]
+
+
+def _shifted(records: list[bytes], by: int) -> list[bytes]:
+    return [struct.pack("<I", _seconds(r) + by) + r[4:] for r in records]
+
+
+@pytest.mark.parametrize("path", SAMPLES + ZEEK, ids=lambda p: p.name)
+def test_every_sample_and_zeek_trace_in_parts_equals_the_whole(path):
+    expected = whole_json(path)
+    for partitions, window in ((3, 5), (2, 1000)):
+        try:
+            assert streamed_json(path, partitions, window) == expected
+        except streaming.NeedsWholeFile:
+            assert len(read_capture(str(path), options=False)) == 0  # only a capture without TCP is refused
+
+
+@pytest.mark.parametrize("partitions,window", [(2, 4096), (5, 777), (16, 100)])
+def test_synthetic_with_floods_in_parts_equals_the_whole(synthetic, partitions, window):
+    expected = whole_json(synthetic, **LOW_FLOOD)
+    assert '"half_open_flood"' in expected[0]
+    assert streamed_json(synthetic, partitions, window, **LOW_FLOOD) == expected
+
+
+def test_port_reuse_names_the_earlier_flow_by_its_number_in_the_whole_trace(reused):
+    expected = whole_json(reused)
+    assert "reuses the 4-tuple of flow 0 " in expected[0]
+    assert streamed_json(reused, 4, 300) == expected
+
+
+def test_records_out_of_time_order(synthetic, tmp_path):
+    swapped = with_swapped_records(synthetic, tmp_path / "swapped.pcap", 40, seed=3)
+    expected = whole_json(swapped)
+    assert any("earlier than the packet before them" in w for w in expected[1])
+    assert streamed_json(swapped, 3, 500) == expected
+
+
+def test_truncated_file_warns_as_the_whole(synthetic, tmp_path):
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(synthetic.read_bytes()[:-37])
+    expected = whole_json(cut)
+    assert any("file truncated" in w for w in expected[1])
+    assert streamed_json(cut, 3, 1000) == expected
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_other_formats_print_the_same_rows(synthetic, fmt):
+    analysis = analyze(read_capture(str(synthetic), options=False))
+    out = io.StringIO()
+    tables = {"transitions": analysis.columnar("transitions")}
+    write_tables(fmt, tables, None, str(synthetic), stdout=out)
+    with streaming.analyze(str(synthetic), 4, tables=("transitions",), window_records=999) as streamed:
+        got = io.StringIO()
+        write_tables(fmt, streamed.tables, None, str(synthetic), stdout=got)
+    assert got.getvalue() == out.getvalue()
+
+
+def test_not_plain_pcap_is_analyzed_whole(tmp_path):
+    gz = tmp_path / "x.pcap.gz"
+    import gzip
+
+    gz.write_bytes(gzip.compress((ROOT / "samples" / "data_loss.pcap").read_bytes()))
+    assert streaming.partitions_for(str(gz)) == 1
+    assert streaming.partitions_for(str(tmp_path)) == 1  # a directory: a capture set
+    pcapng = next((p for p in (ROOT.parent / "shared" / "conformance" / "zeek" / "traces").glob("*.pcapng")), None)
+    if pcapng is not None:
+        assert streaming.partitions_for(str(pcapng)) == 1
+
+
+def test_cli_long_capture_in_parts_prints_the_same(synthetic, tmp_path, monkeypatch):
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(synthetic.read_bytes()[:-37])  # and a warning to print
+    runner = CliRunner()
+    whole = runner.invoke(cli, ["analyze", str(cut), "--format", "json"])
+    assert whole.exit_code == 0
+    monkeypatch.setattr(streaming, "PARTITION_BYTES", 100_000)
+    assert streaming.partitions_for(str(cut)) > 3
+    calls = []
+    real = streaming.analyze
+    monkeypatch.setattr(streaming, "analyze", lambda *a, **k: calls.append(a) or real(*a, **k))
+    parts = runner.invoke(cli, ["analyze", str(cut), "--format", "json"])
+    assert parts.exit_code == 0 and calls
+    assert parts.stdout == whole.stdout
+    assert parts.stderr == whole.stderr and "file truncated" in parts.stderr
+    out = tmp_path / "out"
+    assert runner.invoke(cli, ["analyze", str(cut), "--format", "csv", "-o", str(out)]).exit_code == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{n}.csv" for n in OUTPUT_TABLES)
+
+
+def test_spilled_parts_are_removed(synthetic, tmp_path):
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    with streaming.analyze(str(synthetic), 3, tables=OUTPUT_TABLES, window_records=1000, spill_dir=str(spill)):
+        assert any(spill.iterdir())
+    assert not any(spill.iterdir())
+
+
+# --- the merge ------------------------------------------------------------------------------
+
+
+def _run_tables(rng, rows: int, chunk: int, run: int) -> list[Table]:
+    """A sorted run of rows with two keys (many ties) and a text naming the run and row, in chunks."""
+    a = np.sort(rng.integers(0, 20, rows))
+    b = np.zeros(rows, dtype=np.int64)
+    for value in np.unique(a):  # sorted on (a, b)
+        at = a == value
+        b[at] = np.sort(rng.integers(0, 3, int(at.sum())))
+    label = texts([f"{run}:{i}" for i in range(rows)])
+    table = Table({"a": a, "b": b, "label": label})
+    return [table.take(np.arange(s, min(s + chunk, rows))) for s in range(0, rows, chunk)]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_merge_runs_is_a_stable_sort_of_the_runs_end_to_end(seed):
+    rng = np.random.default_rng(seed)
+    runs = [_run_tables(rng, int(rng.integers(0, 60)), int(rng.integers(1, 9)), r) for r in range(int(rng.integers(1, 6)))]
+    keys = lambda t: [t["a"], t["b"]]  # noqa: E731
+    merged = [chunk for chunk in streaming.merge_runs(runs, keys)]
+    got = [x for chunk in merged for x in chunk["label"].objects().tolist()]
+    whole = [t for run in runs for t in run]
+    a = np.concatenate([t["a"] for t in whole]) if whole else np.zeros(0)
+    b = np.concatenate([t["b"] for t in whole]) if whole else np.zeros(0)
+    labels = [x for t in whole for x in t["label"].objects().tolist()]
+    expected = [labels[i] for i in np.lexsort((b, a)).tolist()]
+    assert got == expected
