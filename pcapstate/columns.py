@@ -20,6 +20,7 @@ A column is one of:
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -243,6 +244,80 @@ def compacted(table: Table) -> Table:
                 else np.arange(len(kept))
             columns[name] = Texts(lookup[codes.reshape(-1)], tuple(column.values[i] for i in kept.tolist()),
                                   column.keep_object)
+    return Table(columns)
+
+
+def dump_table(table: Table, handle) -> None:
+    """Append ``table`` to the binary file ``handle``; :func:`load_table` reads it back exactly.
+
+    A length-prefixed JSON header (column kinds, their names and strings,
+    each array's dtype and shape) followed by the arrays' raw bytes: no
+    pickle, so reading it back can never run code.
+    """
+    header, arrays = [], []
+
+    def array(values: np.ndarray) -> list:
+        values = np.ascontiguousarray(values)
+        assert values.dtype != object, "object arrays go in the header"
+        arrays.append(values)
+        return [values.dtype.str, list(values.shape)]
+
+    for name, column in table.columns.items():
+        if isinstance(column, np.ndarray):
+            header.append([name, "array", array(column)])
+        elif isinstance(column, Categories):
+            header.append([name, "categories", array(column.codes), list(column.names), column.ordered])
+        elif isinstance(column, Times):
+            header.append([name, "times", array(column.ns), None if column.missing is None else array(column.missing)])
+        elif isinstance(column, Nullable):
+            header.append([name, "nullable", array(column.values), array(column.missing)])
+        elif isinstance(column, Texts):
+            header.append([name, "texts", array(column.codes), list(column.values), column.keep_object])
+        elif isinstance(column, Objects):
+            values = column.values.tolist()
+            header.append([name, "objects", [list(v) if isinstance(v, tuple) else v for v in values],
+                           [isinstance(v, tuple) for v in values]])
+        else:
+            raise TypeError(f"not a column: {type(column).__name__}")
+    encoded = json.dumps(header).encode()
+    handle.write(len(encoded).to_bytes(8, "little"))
+    handle.write(encoded)
+    for values in arrays:
+        handle.write(memoryview(values).cast("B"))
+
+
+def load_table(handle) -> Table | None:
+    """The next table :func:`dump_table` wrote to ``handle``, or None at the end of the file."""
+    size = handle.read(8)
+    if len(size) < 8:
+        return None
+    header = json.loads(handle.read(int.from_bytes(size, "little")))
+
+    def array(spec) -> np.ndarray:
+        values = np.empty(spec[1], dtype=np.dtype(spec[0]))
+        if values.nbytes and handle.readinto(memoryview(values).cast("B")) != values.nbytes:
+            raise EOFError("a table cut short")
+        return values
+
+    columns = {}
+    for name, kind, *rest in header:
+        if kind == "array":
+            columns[name] = array(rest[0])
+        elif kind == "categories":
+            columns[name] = Categories(array(rest[0]), tuple(rest[1]), rest[2])
+        elif kind == "times":
+            ns = array(rest[0])
+            columns[name] = Times(ns, None if rest[1] is None else array(rest[1]))
+        elif kind == "nullable":
+            values = array(rest[0])
+            columns[name] = Nullable(values, array(rest[1]))
+        elif kind == "texts":
+            columns[name] = Texts(array(rest[0]), tuple(rest[1]), rest[2])
+        else:
+            values = np.empty(len(rest[0]), dtype=object)
+            for i, (value, was_tuple) in enumerate(zip(rest[0], rest[1])):
+                values[i] = tuple(value) if was_tuple else value  # (a slice assignment would unpack tuples)
+            columns[name] = Objects(values)
     return Table(columns)
 
 

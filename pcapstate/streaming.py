@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import gc
 import os
-import pickle
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,12 +39,13 @@ from pathlib import Path
 import numpy as np
 
 from pcapstate import partitions as parts_of
-from pcapstate.columns import ChunkedTable, Table, compacted, concat, has_nanoseconds
+from pcapstate.columns import ChunkedTable, Table, compacted, concat, dump_table, has_nanoseconds, load_table
 from pcapstate.decode.windows import WINDOW_RECORDS, NeedsWholeFile, pcap_windows
 from pcapstate.table import DecodeStats
 
 PARTITION_BYTES = 48 << 20  # of capture file per part: about 450,000 packets of 100 bytes
 SPILL_ROWS = 1 << 16  # rows of a table per spilled chunk
+_ROW = "global row"  # the column of a spilled packet's row in the whole trace (no packet column has a space)
 _PCAP_MAGICS = (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
 
 __all__ = ["NeedsWholeFile", "Streamed", "analyze", "merge_runs", "partitions_for"]
@@ -147,7 +147,7 @@ def _spill_packets(content, source: str, stats: DecodeStats, count: int, window_
                 last, spilled.end_ns = int(ts[-1]), max(spilled.end_ns, int(ts.max()))
             for handle, part in zip(handles, parts_of.split(table, first_row, 0, None, count)):
                 if len(part[0]):
-                    pickle.dump(part, handle, protocol=pickle.HIGHEST_PROTOCOL)
+                    dump_table(Table({_ROW: part[0], **part[1]}), handle)
             spilled.packets += len(table)
     finally:
         for handle in handles:
@@ -158,27 +158,29 @@ def _spill_packets(content, source: str, stats: DecodeStats, count: int, window_
 
 
 def _packets_file(where: Path, p: int) -> Path:
-    return where / f"packets-{p:05d}.pickle"
+    return where / f"packets-{p:05d}.columns"
 
 
 def _table_file(where: Path, name: str, p: int) -> Path:
-    return where / f"{name}-{p:05d}.pickle"
+    return where / f"{name}-{p:05d}.columns"
 
 
-def _read_all(path: Path) -> list:
-    """Everything pickled one after the other into ``path`` (nothing if it is missing)."""
-    return list(_read_each(path))
+def _read_parts(path: Path) -> list:
+    """A part's packets as spilled window by window: (global rows, columns) each."""
+    parts = []
+    for table in _read_each(path):
+        columns = dict(table.columns)
+        parts.append((columns.pop(_ROW), columns))
+    return parts
 
 
 def _read_each(path: Path):
+    """Every table written one after the other into ``path`` (none if it is missing)."""
     if not path.exists():
         return
     with open(path, "rb") as handle:
-        while True:
-            try:
-                yield pickle.load(handle)
-            except EOFError:
-                return
+        while (table := load_table(handle)) is not None:
+            yield table
 
 
 def _trim() -> None:
@@ -195,7 +197,7 @@ def _trim() -> None:
 
 
 def _keys(setting: dict, where: Path, p: int) -> tuple[np.ndarray, np.ndarray]:
-    parts = _read_all(_packets_file(where, p))
+    parts = _read_parts(_packets_file(where, p))
     if not parts:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     rows, tracking = parts_of.replayed(setting, *parts)
@@ -220,7 +222,7 @@ def _spill_tables(setting: dict, where: Path, numbers: list[np.ndarray], tables:
 
     made = _Made(lengths=dict.fromkeys(tables, 0), nanoseconds=dict.fromkeys(tables, False))
     for p, numbered in enumerate(numbers):
-        parts = _read_all(_packets_file(where, p))
+        parts = _read_parts(_packets_file(where, p))
         if not parts:
             continue
         part = parts_of.analyze_partition(setting, *parts)
@@ -234,7 +236,7 @@ def _spill_tables(setting: dict, where: Path, numbers: list[np.ndarray], tables:
             with open(_table_file(where, name, p), "wb") as handle:
                 for start in range(0, len(table), SPILL_ROWS):
                     chunk = compacted(table.take(np.arange(start, min(start + SPILL_ROWS, len(table)))))
-                    pickle.dump(chunk, handle, protocol=pickle.HIGHEST_PROTOCOL)
+                    dump_table(chunk, handle)
         if "anomalies" in tables:
             made.half_open.append(parts_of.half_open_of(part.analysis))
         del part, table  # before the next part is read, and its reference cycles with it (the CLI turns off gc)

@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 
 import pcapstate
-from pcapstate.columns import Categories, Nullable, Objects, Table, Texts, Times, concat, packed, unpacked
+from pcapstate.columns import (Categories, Nullable, Objects, Table, Texts, Times, compacted, concat, dump_table,
+                               load_table, packed, unpacked)
 
 SAMPLE = "samples/fin_dropped.pcap"
 
@@ -52,3 +53,29 @@ def test_every_table_of_an_analysis_survives_packing():
     for name in ("flows", "transitions", "packets", "retransmissions", "retries", "anomalies"):
         table = analysis.columnar(name)
         pd.testing.assert_frame_equal(unpacked(packed(table)).to_pandas(), table.to_pandas(), obj=name)
+
+
+def test_dumped_tables_load_back_identical_one_after_another(tmp_path):
+    path = tmp_path / "tables.columns"
+    first, second = a_table(), compacted(a_table(5, ("p", "q")).take(np.array([1, 0])))
+    with open(path, "wb") as handle:
+        dump_table(first, handle)
+        dump_table(second, handle)
+    with open(path, "rb") as handle:
+        back = [load_table(handle), load_table(handle), load_table(handle)]
+    assert back[2] is None
+    for table, again in zip((first, second), back):
+        pd.testing.assert_frame_equal(again.to_pandas(), table.to_pandas())
+        assert again["intervals"].values.tolist() == table["intervals"].values.tolist()  # tuples stay tuples
+        assert again["port"].dtype == np.uint16
+    assert back[1]["addr"].values == ("q",)  # compacted: only the strings its rows use
+
+
+def test_every_table_of_an_analysis_survives_dumping(tmp_path):
+    analysis = pcapstate.analyze(SAMPLE)
+    for name in ("flows", "transitions", "packets", "retransmissions", "retries", "anomalies"):
+        table = analysis.columnar(name)
+        with open(tmp_path / name, "wb") as handle:
+            dump_table(table, handle)
+        with open(tmp_path / name, "rb") as handle:
+            pd.testing.assert_frame_equal(load_table(handle).to_pandas(), table.to_pandas(), obj=name)
