@@ -146,6 +146,10 @@ def analyze(captures: tuple[str, ...], decoder: str, flow_id: int | None, timeli
     One row per connection (client, server, duration, packets, final state of
     each side), then the connections counted by final state pair, as netstat
     would have shown them when the capture ended.
+
+    A pcap file of more than 48 MiB written as json, jsonl or csv is analyzed
+    in parts spilled to the temporary directory ($TMPDIR), so memory stays
+    that of one part however long the capture; the output is the same.
     """
     from pcapstate.analysis import analyze as run_analysis
     from pcapstate.jobs import resolve
