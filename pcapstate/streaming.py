@@ -10,20 +10,24 @@ byte for byte what the whole-file analysis prints:
    conversation into ``partitions`` parts (:func:`pcapstate.partitions.split`,
    the cut ``--engine dask`` makes) and appended to that part's file in a
    temporary directory.
-2. **Number.**  Each part is replayed alone (the compiled replay, with the
-   capture's end for the end-of-capture close) for its connections' first
-   packets; ranked together, they number the connections as one process does
-   (:func:`pcapstate.partitions.numbers`).
-3. **Analyze.**  Each part is replayed again and analyzed as a part of the
-   trace with those numbers; each table, sorted in its order
-   (:func:`pcapstate.results.in_order`), is spilled in chunks of
-   :data:`SPILL_ROWS` rows.  The half-open connections of all parts make the
-   ``half_open_flood`` findings (:func:`pcapstate.partitions.floods`).
+2. **Analyze.**  Each part is replayed (the compiled replay, with the
+   capture's end for the end-of-capture close) and analyzed as a part of the
+   trace; each table, sorted in its order (:func:`pcapstate.results.in_order`),
+   is spilled in chunks of :data:`SPILL_ROWS` rows.  The half-open
+   connections of all parts make the ``half_open_flood`` findings
+   (:func:`pcapstate.partitions.floods`).
+3. **Number.**  One process numbers connections by their first packet
+   (timestamp, then row).  With the packets in time order, that is the rank
+   of the first packet's row, so the parts name each connection by that row,
+   and the tables are renumbered as they merge (the ``port_reuse`` sentence
+   too, :func:`pcapstate.findings.anomalies.renumbered_details`).  With
+   packets out of time order, every part is first replayed alone for its
+   connections' first packets (:func:`pcapstate.partitions.numbers`), and
+   step 2 uses those numbers.
 4. **Merge.**  Each table is a :class:`~pcapstate.columns.ChunkedTable`
    whose chunks are a k-way merge of the parts' chunks (:func:`merge_runs`),
    read while the writer prints.
 
-Replaying each part twice costs less than holding every part's analysis.
 Only plain pcap files read by the compiled decoder go this way; anything else
 (pcapng, gzip, text, a file whose framing needs repair, one without TCP) is
 analyzed whole, as before.
@@ -39,7 +43,8 @@ from pathlib import Path
 import numpy as np
 
 from pcapstate import partitions as parts_of
-from pcapstate.columns import ChunkedTable, Table, compacted, concat, dump_table, has_nanoseconds, load_table
+from pcapstate.columns import (Categories, ChunkedTable, Nullable, Objects, Table, Texts, compacted, concat,
+                               dump_table, has_nanoseconds, load_table)
 from pcapstate.decode.windows import WINDOW_RECORDS, NeedsWholeFile, pcap_windows
 from pcapstate.table import DecodeStats
 
@@ -115,11 +120,12 @@ def analyze(path: str, partitions: int, *, tables: tuple[str, ...], time_wait: f
                             "replayed in timestamp order")
         setting = {"source": path, "files": (), "time_wait": time_wait, "thresholds": limits, "jobs": jobs,
                    "end_ns": spilled.end_ns, "zeek_checksums": zeek_checksums}
-        numbers = parts_of.numbers([_keys(setting, where, p) for p in range(partitions)])
-        made = _spill_tables(setting, where, numbers, tuple(tables))
+        numbers = None
+        if spilled.backwards:  # the numbering needs every part's connections first
+            numbers = parts_of.numbers([_keys(setting, where, p) for p in range(partitions)])
+        made = _spill_tables(setting, where, partitions, numbers, tuple(tables))
         chunked = _chunked_tables(made, where, partitions, limits)
-        return Streamed(path, chunked, warnings, read_warnings, sum(len(n) for n in numbers), stats,
-                        spilled.packets, spill)
+        return Streamed(path, chunked, warnings, read_warnings, made.connections, stats, spilled.packets, spill)
     except BaseException:
         spill.cleanup()
         raise
@@ -215,19 +221,40 @@ class _Made:
     lengths: dict = field(default_factory=dict)
     nanoseconds: dict = field(default_factory=dict)
     half_open: list = field(default_factory=list)
+    connections: int = 0
+    first_rows: list = field(default_factory=list)  # per part, its connections' stand-in ids (or none)
+
+    def renumbering(self):
+        """Stand-in ids -> numbers (None when the parts were numbered already)."""
+        if not self.first_rows:
+            return None
+        ranked = np.sort(np.concatenate(self.first_rows))
+        return lambda ids: np.searchsorted(ranked, ids).astype(np.int64)
 
 
-def _spill_tables(setting: dict, where: Path, numbers: list[np.ndarray], tables: tuple) -> _Made:
+def _spill_tables(setting: dict, where: Path, count: int, numbers: list[np.ndarray] | None, tables: tuple) -> _Made:
+    """Each part analyzed, its tables spilled in order.  ``numbers``: per part, its connections' numbers;
+    None when the packets are in time order: then a connection's number is the rank of its first packet's
+    row, so that row stands in for it (:attr:`_Made.first_rows`) until every part is known, and the tables
+    are renumbered as they merge.  That spares every part a replay only for the numbering."""
     from pcapstate.results import in_order
 
     made = _Made(lengths=dict.fromkeys(tables, 0), nanoseconds=dict.fromkeys(tables, False))
-    for p, numbered in enumerate(numbers):
+    for p in range(count):
         parts = _read_parts(_packets_file(where, p))
         if not parts:
             continue
         part = parts_of.analyze_partition(setting, *parts)
         del parts
-        part.analysis.tracking.flow_ids = numbered
+        if numbers is None:
+            first_rows = parts_of.keys_of(part.analysis.tracking, part.rows)[1]
+            made.first_rows.append(first_rows)
+            part.analysis.tracking.flow_ids = first_rows
+        else:
+            part.analysis.tracking.flow_ids = numbers[p]
+        made.connections += len(part.analysis.tracking.flow_ids)
+        if setting["jobs"] > 1:
+            part.analysis.start_findings()  # beside the Zeek pass and the flows table, as the CLI does whole
         for name in tables:
             table = in_order(name, part.analysis.columnar(name))
             made.names[name] = table.names
@@ -251,8 +278,11 @@ def _spill_tables(setting: dict, where: Path, numbers: list[np.ndarray], tables:
 def _chunked_tables(made: _Made, where: Path, count: int, limits) -> dict:
     from pcapstate.results import in_order, order_keys
 
+    number = made.renumbering()
     extra = {}
     if "anomalies" in made.names:
+        if number is not None:
+            made.half_open = [{**h, "flow": number(h["flow"])} for h in made.half_open]
         floods = in_order("anomalies", parts_of.floods(made.half_open, limits, ()))
         extra["anomalies"] = floods
         made.lengths["anomalies"] += len(floods)
@@ -262,10 +292,26 @@ def _chunked_tables(made: _Made, where: Path, count: int, limits) -> dict:
         runs = [_read_each(_table_file(where, name, p)) for p in range(count)]
         if name in extra:
             runs.append([extra[name]])
-        return merge_runs(runs, lambda table: order_keys(name, table))
+        merged = merge_runs(runs, lambda table: order_keys(name, table))  # (stand-in ids sort as numbers do)
+        return merged if number is None else (_renumbered(chunk, number) for chunk in merged)
 
     return {name: ChunkedTable(names, made.lengths[name], made.nanoseconds[name], lambda name=name: chunks(name))
             for name, names in made.names.items()}
+
+
+def _renumbered(chunk: Table, number) -> Table:
+    """A chunk whose connections are named by stand-in ids, with their numbers instead (``number``)."""
+    from pcapstate.findings.anomalies import renumbered_details
+
+    columns = dict(chunk.columns)
+    flow = columns.get("flow")
+    if isinstance(flow, Nullable):
+        columns["flow"] = Nullable(np.where(flow.missing, flow.values, number(flow.values)), flow.missing)
+    elif flow is not None:
+        columns["flow"] = np.where(flow >= 0, number(flow), flow).astype(flow.dtype)  # -1: no connection
+    if isinstance(columns.get("kind"), Categories) and isinstance(columns.get("detail"), (Texts, Objects)):
+        columns["detail"] = renumbered_details(columns["kind"], columns["detail"], number)
+    return Table(columns)
 
 
 def merge_runs(runs: list, keys_of):

@@ -190,3 +190,18 @@ def test_merge_runs_is_a_stable_sort_of_the_runs_end_to_end(seed):
     labels = [x for t in whole for x in t["label"].objects().tolist()]
     expected = [labels[i] for i in np.lexsort((b, a)).tolist()]
     assert got == expected
+
+
+def test_each_part_is_replayed_once_unless_records_are_out_of_time_order(synthetic, tmp_path, monkeypatch):
+    """In time order a connection's number is the rank of its first packet's row, which stands in for it
+    until the tables merge; out of order, every part is replayed first for the numbering."""
+    from pcapstate import partitions
+
+    calls = []
+    real = partitions.replayed
+    monkeypatch.setattr(partitions, "replayed", lambda *a, **k: calls.append(1) or real(*a, **k))
+    streamed_json(synthetic, 3, 1000)
+    assert len(calls) == 3
+    calls.clear()
+    streamed_json(with_swapped_records(synthetic, tmp_path / "swapped.pcap", 10, seed=5), 3, 1000)
+    assert len(calls) == 6

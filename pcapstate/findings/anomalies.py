@@ -10,6 +10,7 @@ order reports use.  Thresholds are fields of :class:`Thresholds`.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from enum import IntEnum
@@ -514,10 +515,30 @@ def _port_reuse(ctx: Context):
     gap = (ctx.time(first) - ctx.time(ctx.conn[previous, rp.C_LAST_ROW])) / 1e9
     client, server = (_state_names(_states_before(ctx, previous, side, first)) for side in (0, 1))
     yield _batch(Kind.port_reuse, flows, 0, first, ctx.time(first), [
-        f"a new SYN reuses the 4-tuple of flow {earlier} {_seconds(seconds)} after its last packet "
+        f"{_REUSES}{earlier} {_seconds(seconds)} after its last packet "
         f"(client/server were {client_state}/{server_state})"
         for earlier, seconds, client_state, server_state in zip(ctx.flow_numbers(previous).tolist(), gap.tolist(),
                                                                 client, server)])
+
+
+_REUSES = "a new SYN reuses the 4-tuple of flow "  # then the earlier flow's number
+
+
+def renumbered_details(kind, detail, number):
+    """``detail`` (a Texts or Objects column beside ``kind``, a Categories one) with the earlier flow that
+    each ``port_reuse`` sentence names renumbered by ``number`` (an array of flow ids -> their numbers):
+    for tables made with stand-in flow ids (:mod:`pcapstate.streaming`)."""
+    from pcapstate.columns import Objects, Texts, texts
+
+    rows = np.flatnonzero(np.asarray(kind.codes) == list(kind.names).index(Kind.port_reuse.name))
+    if not len(rows):
+        return detail
+    pattern = re.compile(re.escape(_REUSES) + r"(\d+)")
+    sentences = detail.objects() if isinstance(detail, Texts) else detail.values.copy()
+    for row in rows.tolist():
+        sentences[row] = pattern.sub(lambda m: _REUSES + str(int(number(np.array([int(m.group(1))]))[0])),
+                                     sentences[row], count=1)
+    return texts(sentences.tolist(), detail.keep_object) if isinstance(detail, Texts) else Objects(sentences)
 
 
 def _states_before(ctx: Context, flows: np.ndarray, side: int, reuse_rows: np.ndarray) -> np.ndarray:
