@@ -253,8 +253,6 @@ def _spill_tables(setting: dict, where: Path, count: int, numbers: list[np.ndarr
         else:
             part.analysis.tracking.flow_ids = numbers[p]
         made.connections += len(part.analysis.tracking.flow_ids)
-        if setting["jobs"] > 1:
-            part.analysis.start_findings()  # beside the Zeek pass and the flows table, as the CLI does whole
         for name in tables:
             table = in_order(name, part.analysis.columnar(name))
             made.names[name] = table.names
