@@ -13,7 +13,7 @@ byte for byte what the whole-file analysis prints:
 2. **Analyze.**  Each part is replayed (the compiled replay, with the
    capture's end for the end-of-capture close) and analyzed as a part of the
    trace; each table, sorted in its order (:func:`pcapstate.results.in_order`),
-   is spilled in chunks of :data:`SPILL_ROWS` rows.  The half-open
+   is spilled in chunks of ``MERGE_ROWS / partitions`` rows.  The half-open
    connections of all parts make the ``half_open_flood`` findings
    (:func:`pcapstate.partitions.floods`).
 3. **Number.**  One process numbers connections by their first packet
@@ -49,7 +49,7 @@ from pcapstate.decode.windows import WINDOW_RECORDS, NeedsWholeFile, pcap_window
 from pcapstate.table import DecodeStats
 
 PARTITION_BYTES = 48 << 20  # of capture file per part: about 450,000 packets of 100 bytes
-SPILL_ROWS = 1 << 16  # rows of a table per spilled chunk
+MERGE_ROWS = 1 << 18  # rows of a table held by the merge, over all parts: each part spills chunks of a share
 _ROW = "global row"  # the column of a spilled packet's row in the whole trace (no packet column has a space)
 _PCAP_MAGICS = (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
 
@@ -189,17 +189,7 @@ def _read_each(path: Path):
             yield table
 
 
-def _trim() -> None:
-    """Hand the heap's free pages back to the system (glibc), so the next part starts where this one did."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-# --- 2. number --------------------------------------------------------------------------------
+# --- 3. number, for packets out of time order: every part replayed first ----------------------
 
 
 def _keys(setting: dict, where: Path, p: int) -> tuple[np.ndarray, np.ndarray]:
@@ -210,7 +200,7 @@ def _keys(setting: dict, where: Path, p: int) -> tuple[np.ndarray, np.ndarray]:
     return parts_of.keys_of(tracking, rows)
 
 
-# --- 3. analyze -------------------------------------------------------------------------------
+# --- 2. analyze ------------------------------------------------------------------------------
 
 
 @dataclass
@@ -258,15 +248,14 @@ def _spill_tables(setting: dict, where: Path, count: int, numbers: list[np.ndarr
             made.names[name] = table.names
             made.lengths[name] += len(table)
             made.nanoseconds[name] |= has_nanoseconds(table)
+            rows = max(64, MERGE_ROWS // count)  # so the merge holds as much however many parts there are
             with open(_table_file(where, name, p), "wb") as handle:
-                for start in range(0, len(table), SPILL_ROWS):
-                    chunk = compacted(table.take(np.arange(start, min(start + SPILL_ROWS, len(table)))))
-                    dump_table(chunk, handle)
+                for start in range(0, len(table), rows):
+                    dump_table(compacted(table.take(np.arange(start, min(start + rows, len(table))))), handle)
         if "anomalies" in tables:
             made.half_open.append(parts_of.half_open_of(part.analysis))
         del part, table  # before the next part is read, and its reference cycles with it (the CLI turns off gc)
         gc.collect()
-        _trim()
     return made
 
 

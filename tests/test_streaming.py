@@ -82,8 +82,10 @@ def test_every_sample_and_zeek_trace_in_parts_equals_the_whole(path):
             assert len(read_capture(str(path), options=False)) == 0  # only a capture without TCP is refused
 
 
-@pytest.mark.parametrize("partitions,window", [(2, 4096), (5, 777), (16, 100)])
-def test_synthetic_with_floods_in_parts_equals_the_whole(synthetic, partitions, window):
+@pytest.mark.parametrize("partitions,window,merge_rows", [(2, 4096, 1 << 18), (5, 777, 1 << 18), (16, 100, 1 << 18),
+                                                          (3, 999, 100)])
+def test_synthetic_with_floods_in_parts_equals_the_whole(synthetic, partitions, window, merge_rows, monkeypatch):
+    monkeypatch.setattr(streaming, "MERGE_ROWS", merge_rows)  # 100: chunks of 64 rows, many rounds of the merge
     expected = whole_json(synthetic, **LOW_FLOOD)
     assert '"half_open_flood"' in expected[0]
     assert streamed_json(synthetic, partitions, window, **LOW_FLOOD) == expected
