@@ -227,36 +227,48 @@ def _spill_tables(setting: dict, where: Path, count: int, numbers: list[np.ndarr
     None when the packets are in time order: then a connection's number is the rank of its first packet's
     row, so that row stands in for it (:attr:`_Made.first_rows`) until every part is known, and the tables
     are renumbered as they merge.  That spares every part a replay only for the numbering."""
+    made = _Made(lengths=dict.fromkeys(tables, 0), nanoseconds=dict.fromkeys(tables, False))
+    for p in range(count):  # (two parts at once on two threads: 0.1-0.2 s sooner on synth-100k, 1.7x the memory)
+        one = _one_part(setting, where, count, p, None if numbers is None else numbers[p], tables)
+        if one is None:
+            continue
+        if numbers is None:
+            made.first_rows.append(one["flow_ids"])
+        made.connections += len(one["flow_ids"])
+        for name, (names, length, nanoseconds) in one["tables"].items():
+            made.names[name] = names
+            made.lengths[name] += length
+            made.nanoseconds[name] |= nanoseconds
+        if one["half_open"] is not None:
+            made.half_open.append(one["half_open"])
+    return made
+
+
+def _one_part(setting: dict, where: Path, count: int, p: int, numbered, tables: tuple) -> dict | None:
+    """Part ``p`` analyzed with its connections named ``numbered`` (None: by their first packet's row), its
+    tables spilled; what :func:`_spill_tables` keeps of it (None for a part without packets)."""
     from pcapstate.results import in_order
 
-    made = _Made(lengths=dict.fromkeys(tables, 0), nanoseconds=dict.fromkeys(tables, False))
-    for p in range(count):
-        parts = _read_parts(_packets_file(where, p))
-        if not parts:
-            continue
-        part = parts_of.analyze_partition(setting, *parts)
-        del parts
-        if numbers is None:
-            first_rows = parts_of.keys_of(part.analysis.tracking, part.rows)[1]
-            made.first_rows.append(first_rows)
-            part.analysis.tracking.flow_ids = first_rows
-        else:
-            part.analysis.tracking.flow_ids = numbers[p]
-        made.connections += len(part.analysis.tracking.flow_ids)
-        for name in tables:
-            table = in_order(name, part.analysis.columnar(name))
-            made.names[name] = table.names
-            made.lengths[name] += len(table)
-            made.nanoseconds[name] |= has_nanoseconds(table)
-            rows = max(64, MERGE_ROWS // count)  # so the merge holds as much however many parts there are
-            with open(_table_file(where, name, p), "wb") as handle:
-                for start in range(0, len(table), rows):
-                    dump_table(compacted(table.take(np.arange(start, min(start + rows, len(table))))), handle)
-        if "anomalies" in tables:
-            made.half_open.append(parts_of.half_open_of(part.analysis))
-        del part, table  # before the next part is read, and its reference cycles with it (the CLI turns off gc)
-        gc.collect()
-    return made
+    parts = _read_parts(_packets_file(where, p))
+    if not parts:
+        return None
+    part = parts_of.analyze_partition(setting, *parts)
+    del parts
+    if numbered is None:
+        numbered = parts_of.keys_of(part.analysis.tracking, part.rows)[1]
+    part.analysis.tracking.flow_ids = numbered
+    made = {}
+    for name in tables:
+        table = in_order(name, part.analysis.columnar(name))
+        made[name] = (table.names, len(table), has_nanoseconds(table))
+        rows = max(64, MERGE_ROWS // count)  # so the merge holds as much however many parts there are
+        with open(_table_file(where, name, p), "wb") as handle:
+            for start in range(0, len(table), rows):
+                dump_table(compacted(table.take(np.arange(start, min(start + rows, len(table))))), handle)
+    half = parts_of.half_open_of(part.analysis) if "anomalies" in tables else None
+    del part, table  # before the next part is read, and its reference cycles with it (the CLI turns off gc)
+    gc.collect()
+    return {"flow_ids": numbered, "tables": made, "half_open": half}
 
 
 # --- 4. merge ---------------------------------------------------------------------------------
