@@ -257,7 +257,7 @@ def _one_part(setting: dict, where: Path, count: int, p: int, numbered, tables: 
     if numbered is None:
         numbered = parts_of.keys_of(part.analysis.tracking, part.rows)[1]
     part.analysis.tracking.flow_ids = numbered
-    made = {}
+    made, table = {}, None
     for name in tables:
         table = in_order(name, part.analysis.columnar(name))
         made[name] = (table.names, len(table), has_nanoseconds(table))
