@@ -147,9 +147,10 @@ def analyze(captures: tuple[str, ...], decoder: str, flow_id: int | None, timeli
     each side), then the connections counted by final state pair, as netstat
     would have shown them when the capture ended.
 
-    A pcap file of more than 48 MiB written as json, jsonl or csv is analyzed
-    in parts spilled to the temporary directory ($TMPDIR), so memory stays
-    that of one part however long the capture; the output is the same.
+    A pcap file (or rotated set of them) of more than 48 MiB written as json,
+    jsonl or csv is analyzed in parts spilled to the temporary directory
+    ($TMPDIR), so memory stays that of one part however long the capture;
+    the output is the same.
     """
     from pcapstate.analysis import analyze as run_analysis
     from pcapstate.jobs import resolve
@@ -169,8 +170,8 @@ def analyze(captures: tuple[str, ...], decoder: str, flow_id: int | None, timeli
         _report_analysis(analysis, analysis.warnings[read:], flow_id, timeline, fmt, output, show_all,
                          resolve(jobs, len(analysis.table)))
         return
-    if fmt in STREAMED_FORMATS and flow_id is None and len(captures) == 1 and \
-            _analyze_streaming(captures[0], decoder, fmt, output, time_wait, jobs, thresholds):
+    if fmt in STREAMED_FORMATS and flow_id is None and \
+            _analyze_streaming(captures, decoder, fmt, output, time_wait, jobs, thresholds):
         return
     table = load(captures, decoder)
     already_warned = len(table.stats.warnings)
@@ -187,30 +188,36 @@ def analyze(captures: tuple[str, ...], decoder: str, flow_id: int | None, timeli
     _report_analysis(analysis, analysis.warnings[already_warned:], flow_id, timeline, fmt, output, show_all, threads)
 
 
-def _analyze_streaming(capture: str, decoder: str, fmt: str, output: str | None, time_wait: float, jobs: int,
-                       thresholds: dict) -> bool:
-    """``analyze`` of a pcap file too long to hold, in parts spilled to disk (:mod:`pcapstate.streaming`), the
-    tables printed as they merge: True when done, False when the file is to be analyzed whole."""
+def _analyze_streaming(captures: tuple[str, ...], decoder: str, fmt: str, output: str | None, time_wait: float,
+                       jobs: int, thresholds: dict) -> bool:
+    """``analyze`` of a pcap file or rotated set too long to hold, in parts spilled to disk
+    (:mod:`pcapstate.streaming`), the tables printed as they merge: True when done, False when the
+    capture is to be analyzed whole."""
     from pcapstate import streaming
+    from pcapstate.decode.capture_set import expand, is_set
     from pcapstate.jobs import resolve
     from pcapstate.progress import Progress
 
-    count = streaming.partitions_for(capture, decoder)
+    as_set = is_set(captures)
+    source = expand(captures) if as_set else captures[0]
+    count = streaming.partitions_for(source, decoder)
     if count <= 1:
         return False
-    progress = Progress(_size(capture))
+    progress = Progress(_input_size(captures))
     progress.status(f"analyzing in {count} parts of {streaming.PARTITION_BYTES >> 20} MiB of capture each")
     threads = resolve(jobs, streaming.PARTITION_BYTES // 100)  # a part holds about this many packets
     try:
-        streamed = streaming.analyze(capture, count, tables=OUTPUT_TABLES, time_wait=time_wait, jobs=threads,
-                                     **thresholds)
+        streamed = streaming.analyze(source, count, tables=OUTPUT_TABLES, time_wait=time_wait, jobs=threads,
+                                     specs=captures, **thresholds)
     except streaming.NeedsWholeFile:
         return False
     finally:
         progress.done()
     with streamed:
-        _print_warnings(capture, streamed.warnings)
-        _write_tables(fmt, streamed.tables, output, capture, threads)
+        read = streamed.read_warnings  # as load() prints them, then those of the replay
+        _print_warnings(None if as_set else streamed.source, streamed.warnings[:read])
+        _print_warnings(streamed.source, streamed.warnings[read:])
+        _write_tables(fmt, streamed.tables, output, streamed.source, threads)
     return True
 
 

@@ -56,20 +56,24 @@ _PCAP_MAGICS = (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b
 __all__ = ["NeedsWholeFile", "Streamed", "analyze", "merge_runs", "partitions_for"]
 
 
-def partitions_for(path: str, decoder: str = "dpkt") -> int:
-    """Into how many parts ``path`` is cut: 1 (analyzed whole) unless it is a plain pcap file longer than
-    :data:`PARTITION_BYTES` that the compiled decoder reads."""
+def partitions_for(captures, decoder: str = "dpkt") -> int:
+    """Into how many parts a capture is cut: 1 (analyzed whole) unless it is a plain pcap file, or a set of
+    them (``captures``: a list of paths), longer than :data:`PARTITION_BYTES` that the compiled decoder reads."""
     from pcapstate import jit
 
-    if decoder != "dpkt" or not jit.ENABLED:
+    paths = [captures] if isinstance(captures, (str, os.PathLike)) else list(captures)
+    if decoder != "dpkt" or not jit.ENABLED or not paths:
         return 1
-    try:
-        size = os.path.getsize(path)
-        with open(path, "rb") as handle:
-            magic = handle.read(4)
-    except OSError:
-        return 1  # the whole-file reader says what is wrong
-    return max(1, -(-size // PARTITION_BYTES)) if magic in _PCAP_MAGICS else 1
+    size = 0
+    for path in paths:
+        try:
+            size += os.path.getsize(path)
+            with open(path, "rb") as handle:
+                if handle.read(4) not in _PCAP_MAGICS:
+                    return 1
+        except OSError:
+            return 1  # the whole-file reader says what is wrong
+    return max(1, -(-size // PARTITION_BYTES))
 
 
 @dataclass
@@ -96,36 +100,42 @@ class Streamed:
         self.close()
 
 
-def analyze(path: str, partitions: int, *, tables: tuple[str, ...], time_wait: float = 60.0, jobs: int = 1,
+def analyze(source, partitions: int, *, tables: tuple[str, ...], time_wait: float = 60.0, jobs: int = 1,
             window_records: int = WINDOW_RECORDS, spill_dir: str | None = None, zeek_checksums: bool = False,
-            **thresholds) -> Streamed:
-    """The tables of ``path``'s analysis, made in ``partitions`` parts spilled to ``spill_dir`` (default: the
-    system's temporary directory).  Raises :class:`NeedsWholeFile` (before anything is printed) when the file
-    must be analyzed whole; errors about the file are those of the whole-file reader."""
-    from pcapstate.decode import _load
+            specs=None, **thresholds) -> Streamed:
+    """The tables of the analysis of ``source``, made in ``partitions`` parts spilled to ``spill_dir``
+    (default: the system's temporary directory).
+
+    ``source``: a path, or a list of paths (a capture set, already expanded;
+    ``specs``, what was asked for, names it as :func:`pcapstate.decode.capture_set.describe`
+    does).  Raises :class:`NeedsWholeFile` (before anything is printed) when
+    the capture must be analyzed whole: a set whose files overlap in time, or
+    one with a file the set reader would skip.  Errors about one file are those
+    of the whole-file reader.
+    """
     from pcapstate.findings.anomalies import Thresholds
 
     limits = Thresholds(**thresholds)
-    content, load_warnings = _load(path)
+    is_set = isinstance(source, (list, tuple))
     spill = tempfile.TemporaryDirectory(prefix="pcapstate-", dir=spill_dir)
     try:
         where = Path(spill.name)
-        stats = DecodeStats()
-        spilled = _spill_packets(content, path, stats, partitions, window_records, where)
-        stats.warnings[:0] = load_warnings
+        members = _members([os.fspath(p) for p in source] if is_set else [os.fspath(source)], is_set)
+        spilled = _spill_packets(members, is_set, partitions, window_records, where)
+        name, stats, files = _described(members, is_set, specs if specs is not None else source)
         read_warnings = len(stats.warnings)
         warnings = list(stats.warnings)
         if spilled.backwards:
             warnings.append(f"{spilled.backwards} packets are earlier than the packet before them in the file; "
                             "replayed in timestamp order")
-        setting = {"source": path, "files": (), "time_wait": time_wait, "thresholds": limits, "jobs": jobs,
+        setting = {"source": name, "files": files, "time_wait": time_wait, "thresholds": limits, "jobs": jobs,
                    "end_ns": spilled.end_ns, "zeek_checksums": zeek_checksums}
         numbers = None
         if spilled.backwards:  # the numbering needs every part's connections first
             numbers = parts_of.numbers([_keys(setting, where, p) for p in range(partitions)])
         made = _spill_tables(setting, where, partitions, numbers, tuple(tables))
-        chunked = _chunked_tables(made, where, partitions, limits)
-        return Streamed(path, chunked, warnings, read_warnings, made.connections, stats, spilled.packets, spill)
+        chunked = _chunked_tables(made, where, partitions, limits, tuple(m.path for m in members) if is_set else ())
+        return Streamed(name, chunked, warnings, read_warnings, made.connections, stats, spilled.packets, spill)
     except BaseException:
         spill.cleanup()
         raise
@@ -135,32 +145,119 @@ def analyze(path: str, partitions: int, *, tables: tuple[str, ...], time_wait: f
 
 
 @dataclass
+class _Member:
+    """A file of the capture, in the trace's order: what the spill learns of it."""
+
+    path: str
+    first_ns: int | None  # its first record's timestamp: the set's order
+    stats: DecodeStats = field(default_factory=DecodeStats)
+    records: int = 0
+    rows: int = 0
+
+
+def _members(paths: list[str], is_set: bool) -> list[_Member]:
+    """The files in set order (first record's time, then name), as the set reader orders them."""
+    from pcapstate.decode import _load
+    from pcapstate.decode.capture_set import _first_record_ns, natural_key
+    from pcapstate.errors import PcapstateError
+
+    members = []
+    for path in paths:
+        if not is_set:
+            return [_Member(path, None)]
+        try:
+            content, _warnings = _load(path)
+        except PcapstateError as error:  # the set reader skips it, with a warning: let it
+            raise NeedsWholeFile(str(error)) from None
+        members.append(_Member(path, _first_record_ns(content, ())))  # (no rows to fall back on: none yet)
+        _close(content)
+    members.sort(key=lambda m: (m.first_ns is None, m.first_ns if m.first_ns is not None else 0, natural_key(m.path)))
+    return members
+
+
+def _close(content) -> None:
+    try:
+        content.close()
+    except (AttributeError, BufferError):  # bytes, or a view still held: freed with it
+        pass
+
+
+@dataclass
 class _Spilled:
     packets: int = 0
     end_ns: int = 0  # the latest timestamp: the trace's end
     backwards: int = 0  # packets earlier than the one before them in the file
+    latest: int | None = None  # the latest timestamp of the files so far (a set's files must not overlap)
+    last: int | None = None  # the last packet's timestamp
 
 
-def _spill_packets(content, source: str, stats: DecodeStats, count: int, window_records: int, where: Path) -> _Spilled:
-    """Every window's packets, cut by conversation, appended to the parts' files."""
-    spilled, last = _Spilled(), None
+def _spill_packets(members: list[_Member], is_set: bool, count: int, window_records: int, where: Path) -> _Spilled:
+    """Every window's packets, cut by conversation, appended to the parts' files; file after file for a set,
+    each packet with its global row and frame (its file's offsets plus its own)."""
+    from pcapstate.decode import _load
+    from pcapstate.errors import PcapstateError
+
+    spilled = _Spilled()
     handles = [open(_packets_file(where, p), "wb") for p in range(count)]
     try:
-        for table, first_row in pcap_windows(content, source, stats, window_records):
-            ts = table["ts_ns"]
-            if len(ts):
-                spilled.backwards += int(np.count_nonzero(ts[1:] < ts[:-1])) + int(last is not None and ts[0] < last)
-                last, spilled.end_ns = int(ts[-1]), max(spilled.end_ns, int(ts.max()))
-            for handle, part in zip(handles, parts_of.split(table, first_row, 0, None, count)):
-                if len(part[0]):
-                    dump_table(Table({_ROW: part[0], **part[1]}), handle)
-            spilled.packets += len(table)
+        frames = 0
+        for index, member in enumerate(members):
+            try:
+                content, _warnings = _load(member.path)
+                _spill_file(content, member, spilled, frames, index if is_set else None, window_records, handles)
+            except PcapstateError as error:
+                if is_set:  # the set reader skips it, with a warning: let it
+                    raise NeedsWholeFile(str(error)) from None
+                raise
+            _close(content)
+            frames += member.records
     finally:
         for handle in handles:
             handle.close()
     if spilled.packets == 0:
-        raise NeedsWholeFile(f"{source}: no TCP packets")
+        raise NeedsWholeFile("no TCP packets")
     return spilled
+
+
+def _spill_file(content, member: _Member, spilled: _Spilled, frames: int, file_index: int | None,
+                window_records: int, handles: list) -> None:
+    """One file's windows spilled; ``frames``: the records of the files before it."""
+    low = high = None
+    for table, first_row in pcap_windows(content, member.path, member.stats, window_records):
+        ts = table["ts_ns"]
+        if len(ts):
+            low = int(ts[0]) if low is None else low
+            high = int(ts.max()) if high is None else max(high, int(ts.max()))
+            spilled.backwards += int(np.count_nonzero(ts[1:] < ts[:-1]))
+            spilled.backwards += int(spilled.last is not None and ts[0] < spilled.last)
+            spilled.last = int(ts[-1])
+        parts = parts_of.split(table, spilled.packets + first_row, frames, file_index, len(handles))
+        for handle, (rows, columns) in zip(handles, parts):
+            if len(rows):
+                dump_table(Table({_ROW: rows, **columns}), handle)
+        if len(table):
+            member.records = max(member.records, int(table["frame"][-1]))
+        member.rows += len(table)
+    member.records = max(member.records, member.stats.records)
+    # files one after the other in time, as a rotated set is: else the set reader interleaves them
+    begins = low if member.rows else member.first_ns if member.records else None
+    if begins is not None and spilled.latest is not None and begins < spilled.latest:
+        raise NeedsWholeFile(f"{member.path}: overlaps the files before it in time")
+    if member.rows:
+        spilled.latest = high if spilled.latest is None else max(spilled.latest, high)
+        spilled.end_ns = max(spilled.end_ns, high)
+    spilled.packets += member.rows
+
+
+def _described(members: list[_Member], is_set: bool, specs) -> tuple[str, DecodeStats, tuple]:
+    """The capture's name in reports, its statistics and (a set's) files, as the whole-file reader gives them."""
+    from pcapstate.decode.capture_set import describe, set_stats
+
+    if not is_set:
+        return members[0].path, members[0].stats, ()
+    stats, files = set_stats([(m.path, m.stats, m.records, m.rows, m.first_ns) for m in members])
+    specs = [os.fspath(s) for s in specs] if isinstance(specs, (list, tuple)) else [os.fspath(specs)]
+    return describe(specs, len(members), len(members)), stats, files
 
 
 def _packets_file(where: Path, p: int) -> Path:
@@ -274,7 +371,7 @@ def _one_part(setting: dict, where: Path, count: int, p: int, numbered, tables: 
 # --- 4. merge ---------------------------------------------------------------------------------
 
 
-def _chunked_tables(made: _Made, where: Path, count: int, limits) -> dict:
+def _chunked_tables(made: _Made, where: Path, count: int, limits, names: tuple) -> dict:
     from pcapstate.results import in_order, order_keys
 
     number = made.renumbering()
@@ -282,7 +379,7 @@ def _chunked_tables(made: _Made, where: Path, count: int, limits) -> dict:
     if "anomalies" in made.names:
         if number is not None:
             made.half_open = [{**h, "flow": number(h["flow"])} for h in made.half_open]
-        floods = in_order("anomalies", parts_of.floods(made.half_open, limits, ()))
+        floods = in_order("anomalies", parts_of.floods(made.half_open, limits, names))
         extra["anomalies"] = floods
         made.lengths["anomalies"] += len(floods)
         made.nanoseconds["anomalies"] |= has_nanoseconds(floods)
