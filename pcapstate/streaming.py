@@ -28,9 +28,11 @@ byte for byte what the whole-file analysis prints:
    whose chunks are a k-way merge of the parts' chunks (:func:`merge_runs`),
    read while the writer prints.
 
-Only plain pcap files read by the compiled decoder go this way; anything else
-(pcapng, gzip, text, a file whose framing needs repair, one without TCP) is
-analyzed whole, as before.
+pcap files are decoded a window at a time; any other file (pcapng, gzip,
+tcpdump text, a pcap whose framing needs repair) is decoded whole, then cut
+into parts the same way, so a rotated set of them needs the memory of its
+largest file.  A set whose files overlap in time, or with a file the set
+reader would skip, or a capture without TCP, is analyzed whole, as before.
 """
 from __future__ import annotations
 
@@ -51,28 +53,22 @@ from pcapstate.table import DecodeStats
 PARTITION_BYTES = 48 << 20  # of capture file per part: about 450,000 packets of 100 bytes
 MERGE_ROWS = 1 << 18  # rows of a table held by the merge, over all parts: each part spills chunks of a share
 _ROW = "global row"  # the column of a spilled packet's row in the whole trace (no packet column has a space)
-_PCAP_MAGICS = (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
 
 __all__ = ["NeedsWholeFile", "Streamed", "analyze", "merge_runs", "partitions_for"]
 
 
 def partitions_for(captures, decoder: str = "dpkt") -> int:
-    """Into how many parts a capture is cut: 1 (analyzed whole) unless it is a plain pcap file, or a set of
-    them (``captures``: a list of paths), longer than :data:`PARTITION_BYTES` that the compiled decoder reads."""
+    """Into how many parts a capture is cut: 1 (analyzed whole) unless the file, or the set of files
+    (``captures``: a list of paths), is longer than :data:`PARTITION_BYTES` and read by the compiled decoder."""
     from pcapstate import jit
 
     paths = [captures] if isinstance(captures, (str, os.PathLike)) else list(captures)
     if decoder != "dpkt" or not jit.ENABLED or not paths:
         return 1
-    size = 0
-    for path in paths:
-        try:
-            size += os.path.getsize(path)
-            with open(path, "rb") as handle:
-                if handle.read(4) not in _PCAP_MAGICS:
-                    return 1
-        except OSError:
-            return 1  # the whole-file reader says what is wrong
+    try:
+        size = sum(os.path.getsize(path) for path in paths)
+    except OSError:
+        return 1  # the whole-file reader says what is wrong
     return max(1, -(-size // PARTITION_BYTES))
 
 
@@ -159,6 +155,7 @@ def _members(paths: list[str], is_set: bool) -> list[_Member]:
     """The files in set order (first record's time, then name), as the set reader orders them."""
     from pcapstate.decode import _load
     from pcapstate.decode.capture_set import _first_record_ns, natural_key
+    from pcapstate.decode.records import sniff_format
     from pcapstate.errors import PcapstateError
 
     members = []
@@ -169,7 +166,9 @@ def _members(paths: list[str], is_set: bool) -> list[_Member]:
             content, _warnings = _load(path)
         except PcapstateError as error:  # the set reader skips it, with a warning: let it
             raise NeedsWholeFile(str(error)) from None
-        members.append(_Member(path, _first_record_ns(content, ())))  # (no rows to fall back on: none yet)
+        if sniff_format(bytes(content[:4])) is None:  # tcpdump text: the set reader orders it by its first row
+            raise NeedsWholeFile(f"{path}: not a pcap or pcapng file")
+        members.append(_Member(path, _first_record_ns(content, ())))
         _close(content)
     members.sort(key=lambda m: (m.first_ns is None, m.first_ns if m.first_ns is not None else 0, natural_key(m.path)))
     return members
@@ -203,8 +202,9 @@ def _spill_packets(members: list[_Member], is_set: bool, count: int, window_reco
         frames = 0
         for index, member in enumerate(members):
             try:
-                content, _warnings = _load(member.path)
+                content, warnings = _load(member.path)
                 _spill_file(content, member, spilled, frames, index if is_set else None, window_records, handles)
+                member.stats.warnings[:0] = warnings
             except PcapstateError as error:
                 if is_set:  # the set reader skips it, with a warning: let it
                     raise NeedsWholeFile(str(error)) from None
@@ -223,7 +223,7 @@ def _spill_file(content, member: _Member, spilled: _Spilled, frames: int, file_i
                 window_records: int, handles: list) -> None:
     """One file's windows spilled; ``frames``: the records of the files before it."""
     low = high = None
-    for table, first_row in pcap_windows(content, member.path, member.stats, window_records):
+    for table, first_row in _windows(content, member, window_records):
         ts = table["ts_ns"]
         if len(ts):
             low = int(ts[0]) if low is None else low
@@ -247,6 +247,24 @@ def _spill_file(content, member: _Member, spilled: _Spilled, frames: int, file_i
         spilled.latest = high if spilled.latest is None else max(spilled.latest, high)
         spilled.end_ns = max(spilled.end_ns, high)
     spilled.packets += member.rows
+
+
+def _windows(content, member: _Member, window_records: int):
+    """A file's packet tables: a window of records at a time for a pcap file (:mod:`pcapstate.decode.windows`),
+    else (pcapng, gzip, text, a pcap whose framing needs repair) the whole file as one window."""
+    from pcapstate.decode import decode_bytes
+
+    windows = pcap_windows(content, member.path, member.stats, window_records)
+    try:
+        first = next(windows, None)
+    except NeedsWholeFile:  # not pcap: nothing of it is spilled yet
+        table = decode_bytes(content, member.path, options=False)
+        member.stats = table.stats
+        yield table, 0
+        return
+    if first is not None:  # (a pcap whose framing needs repair further on: NeedsWholeFile, the capture whole)
+        yield first
+        yield from windows
 
 
 def _described(members: list[_Member], is_set: bool, specs) -> tuple[str, DecodeStats, tuple]:

@@ -13,8 +13,9 @@ page cache, but no longer count as this process's memory).
 
 A file whose framing needs records.py's repairs (a record longer than the snap
 length, a timestamp beyond 64-bit arithmetic) raises :class:`NeedsWholeFile`
-before its first window: the caller decodes it whole instead.  So does a file
-that is not plain pcap (pcapng, gzip, tcpdump text).
+where the walk finds it, maybe after some windows: the caller drops them and
+decodes the file whole instead.  So does a file that is not plain pcap
+(pcapng, gzip, tcpdump text), before any window.
 """
 from __future__ import annotations
 
@@ -49,16 +50,13 @@ def pcap_windows(content, source: str, stats: DecodeStats, records: int = WINDOW
     order, header = pcap_header(buf)
     room = _room(records)
     first_seen: dict[str, int] = {}
-    pos, first_record, first_row, started = 24, 0, 0, False
+    pos, first_record, first_row = 24, 0, 0
     while True:
         columns, status, fallback_at = room
         pos, count, rows, fallbacks, cut, how = parse_records(buf, _NO_FRAMES, header, (pos, 0, 0, 0), columns, status,
                                                               fallback_at, options)
-        if how == ODD:
-            if started:  # pragma: no cover - ODD is found on the record where the walk stops, never later
-                raise RuntimeError(f"{source}: framing needs repair after {first_record} records")
-            raise NeedsWholeFile(f"{source}: framing needs repair")
-        started = True
+        if how == ODD:  # (the windows before were right; the caller drops them and reads the whole file)
+            raise NeedsWholeFile(f"{source}: framing needs repair after {first_record + count} records")
         table = _window_table(content, order, header, room, count, rows, fallbacks, cut, first_record, stats,
                               first_seen, source)
         stats.records += count
