@@ -51,6 +51,8 @@ from pcapstate.decode.windows import WINDOW_RECORDS, NeedsWholeFile, pcap_window
 from pcapstate.table import DecodeStats
 
 PARTITION_BYTES = 48 << 20  # of capture file per part: about 450,000 packets of 100 bytes
+MAX_PARTITIONS = 512  # each part's file is open while the capture is read (1,024 open files is a common limit):
+# beyond 24 GiB of capture the parts grow instead
 MERGE_ROWS = 1 << 18  # rows of a table held by the merge, over all parts: each part spills chunks of a share
 _ROW = "global row"  # the column of a spilled packet's row in the whole trace (no packet column has a space)
 
@@ -69,7 +71,7 @@ def partitions_for(captures, decoder: str = "dpkt") -> int:
         size = sum(os.path.getsize(path) for path in paths)
     except OSError:
         return 1  # the whole-file reader says what is wrong
-    return max(1, -(-size // PARTITION_BYTES))
+    return min(MAX_PARTITIONS, max(1, -(-size // PARTITION_BYTES)))
 
 
 @dataclass

@@ -319,3 +319,13 @@ def test_cli_rotated_directory_in_parts_prints_the_same(synthetic, tmp_path, mon
 def _outputs(runner, capture) -> tuple[str, str]:
     result = runner.invoke(cli, ["analyze", str(capture), "--format", "json"])
     return result.stdout, result.stderr
+
+
+def test_parts_grow_rather_than_open_too_many_files(tmp_path, monkeypatch):
+    path = tmp_path / "x.pcap"
+    path.write_bytes(b"\0" * 10_000)
+    monkeypatch.setattr(streaming, "PARTITION_BYTES", 10)
+    assert streaming.partitions_for(str(path)) == streaming.MAX_PARTITIONS
+    monkeypatch.setattr(streaming, "PARTITION_BYTES", 4_000)
+    assert streaming.partitions_for(str(path)) == 3
+    assert streaming.partitions_for(str(path), decoder="pyshark") == 1  # tshark's decoder: whole
