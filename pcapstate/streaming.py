@@ -48,6 +48,7 @@ from pcapstate import partitions as parts_of
 from pcapstate.columns import (Categories, ChunkedTable, Nullable, Objects, Table, Texts, compacted, concat,
                                dump_table, has_nanoseconds, load_table)
 from pcapstate.decode.windows import WINDOW_RECORDS, NeedsWholeFile, pcap_windows
+from pcapstate.errors import PcapstateError
 from pcapstate.table import DecodeStats
 
 PARTITION_BYTES = 48 << 20  # of capture file per part: about 450,000 packets of 100 bytes
@@ -56,7 +57,7 @@ MAX_PARTITIONS = 512  # each part's file is open while the capture is read (1,02
 MERGE_ROWS = 1 << 18  # rows of a table held by the merge, over all parts: each part spills chunks of a share
 _ROW = "global row"  # the column of a spilled packet's row in the whole trace (no packet column has a space)
 
-__all__ = ["NeedsWholeFile", "Streamed", "analyze", "merge_runs", "partitions_for"]
+__all__ = ["NeedsWholeFile", "SpillError", "Streamed", "analyze", "merge_runs", "partitions_for"]
 
 
 def partitions_for(captures, decoder: str = "dpkt") -> int:
@@ -115,7 +116,10 @@ def analyze(source, partitions: int, *, tables: tuple[str, ...], time_wait: floa
 
     limits = Thresholds(**thresholds)
     is_set = isinstance(source, (list, tuple))
-    spill = tempfile.TemporaryDirectory(prefix="pcapstate-", dir=spill_dir)
+    try:
+        spill = tempfile.TemporaryDirectory(prefix="pcapstate-", dir=spill_dir)
+    except OSError as error:
+        raise SpillError(spill_dir or tempfile.gettempdir(), error) from None
     try:
         where = Path(spill.name)
         members = _members([os.fspath(p) for p in source] if is_set else [os.fspath(source)], is_set)
@@ -134,9 +138,21 @@ def analyze(source, partitions: int, *, tables: tuple[str, ...], time_wait: floa
         made = _spill_tables(setting, where, partitions, numbers, tuple(tables))
         chunked = _chunked_tables(made, where, partitions, limits, tuple(m.path for m in members) if is_set else ())
         return Streamed(name, chunked, warnings, read_warnings, made.connections, stats, spilled.packets, spill)
+    except OSError as error:  # (the capture's own read errors are CaptureReadError already)
+        spill.cleanup()
+        raise SpillError(spill.name, error) from None
     except BaseException:
         spill.cleanup()
         raise
+
+
+class SpillError(PcapstateError):
+    """The parts of a long capture cannot be written where they go (a one-line error, exit status 2)."""
+
+    def __init__(self, where: str, error: OSError) -> None:
+        super().__init__(f"{where}: cannot write the parts of a long capture there "
+                         f"({error.strerror or error}); set TMPDIR to a directory with room for about the "
+                         "capture's size")
 
 
 # --- 1. decode and spill ------------------------------------------------------------------

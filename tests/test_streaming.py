@@ -329,3 +329,33 @@ def test_parts_grow_rather_than_open_too_many_files(tmp_path, monkeypatch):
     monkeypatch.setattr(streaming, "PARTITION_BYTES", 4_000)
     assert streaming.partitions_for(str(path)) == 3
     assert streaming.partitions_for(str(path), decoder="pyshark") == 1  # tshark's decoder: whole
+
+
+def test_a_full_disk_is_a_one_line_error_and_nothing_is_left(synthetic, tmp_path, monkeypatch, capsys):
+    import errno
+
+    def full(table, handle):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    monkeypatch.setenv("TMPDIR", str(spill))
+    monkeypatch.setattr(streaming.tempfile, "tempdir", None)  # read TMPDIR again
+    monkeypatch.setattr(streaming, "dump_table", full)
+    monkeypatch.setattr(streaming, "PARTITION_BYTES", 100_000)
+    import gc
+
+    from pcapstate import engine
+    from pcapstate.cli import main
+
+    monkeypatch.setattr(engine, "choose_for", lambda paths: None)  # (it may set PCAPSTATE_NO_JIT for good)
+
+    try:
+        with pytest.raises(SystemExit) as exit_status:
+            main(["analyze", str(synthetic), "--format", "json", "-o", str(tmp_path / "out.json")])
+    finally:
+        gc.enable()  # (main turns the cycle collector off for its short run)
+    stderr = capsys.readouterr().err
+    assert exit_status.value.code == 2
+    assert stderr.count("\n") == 1 and "No space left on device" in stderr and "set TMPDIR" in stderr
+    assert not any(spill.iterdir())
