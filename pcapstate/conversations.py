@@ -72,6 +72,33 @@ def _key_hash(a0, a1, ap, b0, b1, bp):
     return h
 
 
+def parts(table: PacketTable, count: int) -> np.ndarray:
+    """Per row, which of ``count`` parts its conversation goes to (uint16): the conversation key's hash
+    (both directions agree) modulo ``count``.  :mod:`pcapstate.partitions` cuts a trace by it."""
+    if len(table) == 0:
+        return np.zeros(0, dtype=np.uint16)
+    src = np.ascontiguousarray(table["src_ip"]).view(np.uint64)
+    dst = np.ascontiguousarray(table["dst_ip"]).view(np.uint64)
+    sport = np.ascontiguousarray(table["sport"], dtype=np.uint16)
+    dport = np.ascontiguousarray(table["dport"], dtype=np.uint16)
+    with np.errstate(over="ignore"):  # the hash wraps around 2**64 on purpose (plain-Python mode warns)
+        return _parts(src, dst, sport, dport, count)
+
+
+@entry("u8[:, ::1]", "u8[:, ::1]", "u2[::1]", "u2[::1]", "i8")
+def _parts(src, dst, sport, dport, count):
+    n = sport.shape[0]
+    part = np.empty(n, dtype=np.uint16)
+    for i in range(n):
+        s0, s1, d0, d1, sp, dp = src[i, 0], src[i, 1], dst[i, 0], dst[i, 1], sport[i], dport[i]
+        if (s0, s1, sp) <= (d0, d1, dp):  # the lower endpoint first, as _assign keys a conversation
+            h = _key_hash(s0, s1, sp, d0, d1, dp)
+        else:
+            h = _key_hash(d0, d1, dp, s0, s1, sp)
+        part[i] = np.uint16(h % np.uint64(count))
+    return part
+
+
 @entry("u8[:, ::1]", "u8[:, ::1]", "i8[::1]", "i8[::1]", "i8[::1]", "i8")
 def _assign(src, dst, sport, dport, order, bits):
     """Per row: conversation id (0.. in first-seen order) and direction (0: the first sender's).

@@ -28,23 +28,13 @@ from pcapstate.table import DecodeStats, PacketTable
 
 
 def partition_of(table: PacketTable, count: int) -> np.ndarray:
-    """Per row, its partition: a hash of the unordered 4-tuple (both directions of a conversation agree)."""
-    if len(table) == 0:
-        return np.zeros(0, dtype=np.int64)
-    src = np.ascontiguousarray(table["src_ip"]).view(np.uint64)
-    dst = np.ascontiguousarray(table["dst_ip"]).view(np.uint64)
-    sport = table["sport"].astype(np.uint64)
-    dport = table["dport"].astype(np.uint64)
-    forward = (src[:, 0] < dst[:, 0]) | ((src[:, 0] == dst[:, 0]) & (
-        (src[:, 1] < dst[:, 1]) | ((src[:, 1] == dst[:, 1]) & (sport <= dport))))
-    a0, a1, ap = np.where(forward, src[:, 0], dst[:, 0]), np.where(forward, src[:, 1], dst[:, 1]), np.where(forward, sport, dport)
-    b0, b1, bp = np.where(forward, dst[:, 0], src[:, 0]), np.where(forward, dst[:, 1], src[:, 1]), np.where(forward, dport, sport)
-    h = np.full(len(table), 0x243F6A8885A308D3, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for value in (a0, a1, ap, b0, b1, bp):
-            h = (h ^ value) * np.uint64(0x9E3779B97F4A7C15)
-            h ^= h >> np.uint64(31)
-    return (h % np.uint64(count)).astype(np.int64)
+    """Per row, its partition (uint16): a hash of the unordered 4-tuple (both directions of a conversation
+    agree), compiled (:func:`pcapstate.conversations.parts`)."""
+    from pcapstate.conversations import parts
+
+    if not 0 < count <= np.iinfo(np.uint16).max:
+        raise ValueError(f"{count} partitions: 1 to 65,535")
+    return parts(table, count)
 
 
 def split(table: PacketTable, rows, frames, file_index: int | None, count: int) -> list:
