@@ -238,11 +238,12 @@ def compacted(table: Table) -> Table:
     columns = dict(table.columns)
     for name, column in columns.items():
         if isinstance(column, Texts) and len(column.values):
-            used, codes = np.unique(np.asarray(column.codes, dtype=np.int64), return_inverse=True)
-            kept = used[used >= 0]
-            lookup = np.concatenate([np.full(1, -1), np.arange(len(kept))]) if used[:1].tolist() == [-1] \
-                else np.arange(len(kept))
-            columns[name] = Texts(lookup[codes.reshape(-1)], tuple(column.values[i] for i in kept.tolist()),
+            codes = np.asarray(column.codes, dtype=np.int64)
+            used = np.zeros(len(column.values), dtype=bool)
+            used[codes[codes >= 0]] = True
+            kept = np.flatnonzero(used)
+            renumbered = np.append(np.cumsum(used) - 1, -1)  # a used string's new code; -1 (None) stays -1
+            columns[name] = Texts(renumbered[codes], tuple(column.values[i] for i in kept.tolist()),
                                   column.keep_object)
     return Table(columns)
 
