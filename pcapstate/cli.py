@@ -205,7 +205,7 @@ def _analyze_streaming(captures: tuple[str, ...], decoder: str, fmt: str, output
         return False
     progress = Progress(_input_size(captures))
     progress.status(f"analyzing in {count} parts of {streaming.PARTITION_BYTES >> 20} MiB of capture each")
-    threads = resolve(jobs, streaming.PARTITION_BYTES // 100)  # a part holds about this many packets
+    threads = resolve(jobs, _input_size(captures) // 100)  # as for the whole capture (about 100 bytes a packet)
     try:
         streamed = streaming.analyze(source, count, tables=OUTPUT_TABLES, time_wait=time_wait, jobs=threads,
                                      specs=captures, **thresholds)
