@@ -86,8 +86,9 @@ def _window_table(content, order: str, header, room, count: int, rows: int, fall
     for reason, index in seen.items():
         first_seen.setdefault(reason, index)
     _count_outcomes(parsed, stats, first_seen, first_record)
-    merged = {name: column.copy() for name, column in _merge(_renumbered(columns, rows, first_record), rows,
-                                                             fallback).items()}
+    merged = _merge(_renumbered(columns, rows, first_record), rows, fallback)
+    if not len(fallback):  # views into the room, which the next window overwrites (else new arrays already)
+        merged = {name: column.copy() for name, column in merged.items()}
     return PacketTable(merged, stats, source)
 
 
