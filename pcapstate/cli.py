@@ -203,9 +203,10 @@ def _analyze_streaming(captures: tuple[str, ...], decoder: str, fmt: str, output
     count = streaming.partitions_for(source, decoder)
     if count <= 1:
         return False
-    progress = Progress(_input_size(captures))
+    size = _input_size(captures)
+    progress = Progress(size)
     progress.status(f"analyzing in {count} parts of {streaming.PARTITION_BYTES >> 20} MiB of capture each")
-    threads = resolve(jobs, _input_size(captures) // 100)  # as for the whole capture (about 100 bytes a packet)
+    threads = resolve(jobs, size // 100)  # as for the whole capture (about 100 bytes a packet)
     try:
         streamed = streaming.analyze(source, count, tables=OUTPUT_TABLES, time_wait=time_wait, jobs=threads,
                                      specs=captures, **thresholds)

@@ -240,7 +240,7 @@ def _placed(client, ordered: list[_Member], source: str, is_set: bool, problems:
     from pcapstate.table import TableOutline
 
     table = None
-    if _one_after_another(ordered):
+    if parts_of.one_after_another(ordered):
         row_at = np.cumsum([0] + [m.rows for m in ordered]).tolist()
         frame_at = np.cumsum([0] + [m.records for m in ordered]).tolist()
         where = list(zip(row_at, frame_at))[:len(ordered)]
@@ -291,18 +291,6 @@ def _tables(client, analyzed: list, numbers: list[np.ndarray], tables: tuple, pa
         write_parquet_part(floods, datasets["anomalies"], len(analyzed))
     stats.wall_s["gather"] = time.perf_counter() - started
     return gathered, built
-
-
-def _one_after_another(ordered: list[_Member]) -> bool:
-    """Whether no file's packets (or, for a file without TCP, records) begin before an earlier file's end."""
-    latest = None
-    for m in ordered:
-        begins = m.low if m.rows else m.first_ns if m.records else None
-        if begins is not None and latest is not None and begins < latest:
-            return False
-        if m.rows:
-            latest = m.high if latest is None else max(latest, m.high)
-    return True
 
 
 def _merged(client, ordered: list[_Member], source: str, is_set: bool) -> PacketTable:

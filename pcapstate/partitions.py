@@ -61,6 +61,21 @@ def split(table: PacketTable, rows, frames, file_index: int | None, count: int) 
     return parts
 
 
+def one_after_another(files) -> bool:
+    """Whether no file's packets (or, for a file without TCP, records) begin before an earlier file's end:
+    a rotated set, whose packets are its files' one after the other.  ``files`` in set order, each with
+    ``rows`` (TCP packets), ``low``/``high`` (first and latest of their timestamps), ``records`` and
+    ``first_ns`` (its first record's timestamp)."""
+    latest = None
+    for f in files:
+        begins = f.low if f.rows else f.first_ns if f.records else None
+        if begins is not None and latest is not None and begins < latest:
+            return False
+        if f.rows:
+            latest = f.high if latest is None else max(latest, f.high)
+    return True
+
+
 def numbers(keys: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
     """Per partition, its connections' numbers in the whole trace: ranks by (first packet's time, global row)."""
     ts = np.concatenate([k[0] for k in keys]) if keys else np.zeros(0, np.int64)

@@ -167,6 +167,8 @@ class _Member:
     stats: DecodeStats = field(default_factory=DecodeStats)
     records: int = 0
     rows: int = 0
+    low: int = 0  # its first TCP packet's timestamp
+    high: int = 0  # its latest TCP packet's timestamp
 
 
 def _members(paths: list[str], is_set: bool) -> list[_Member]:
@@ -204,7 +206,6 @@ class _Spilled:
     packets: int = 0
     end_ns: int = 0  # the latest timestamp: the trace's end
     backwards: int = 0  # packets earlier than the one before them in the file
-    latest: int | None = None  # the latest timestamp of the files so far (a set's files must not overlap)
     last: int | None = None  # the last packet's timestamp
 
 
@@ -234,18 +235,20 @@ def _spill_packets(members: list[_Member], is_set: bool, count: int, window_reco
             handle.close()
     if spilled.packets == 0:
         raise NeedsWholeFile("no TCP packets")
+    if not parts_of.one_after_another(members):  # the set reader interleaves their packets
+        raise NeedsWholeFile("a file of the set overlaps the files before it in time")
+    spilled.end_ns = max(m.high for m in members if m.rows)
     return spilled
 
 
 def _spill_file(content, member: _Member, spilled: _Spilled, frames: int, file_index: int | None,
                 window_records: int, handles: list) -> None:
     """One file's windows spilled; ``frames``: the records of the files before it."""
-    low = high = None
     for table, first_row in _windows(content, member, window_records):
         ts = table["ts_ns"]
         if len(ts):
-            low = int(ts[0]) if low is None else low
-            high = int(ts.max()) if high is None else max(high, int(ts.max()))
+            member.low = member.low if member.rows else int(ts[0])
+            member.high = max(member.high, int(ts.max())) if member.rows else int(ts.max())
             spilled.backwards += int(np.count_nonzero(ts[1:] < ts[:-1]))
             spilled.backwards += int(spilled.last is not None and ts[0] < spilled.last)
             spilled.last = int(ts[-1])
@@ -257,13 +260,6 @@ def _spill_file(content, member: _Member, spilled: _Spilled, frames: int, file_i
             member.records = max(member.records, int(table["frame"][-1]))
         member.rows += len(table)
     member.records = max(member.records, member.stats.records)
-    # files one after the other in time, as a rotated set is: else the set reader interleaves them
-    begins = low if member.rows else member.first_ns if member.records else None
-    if begins is not None and spilled.latest is not None and begins < spilled.latest:
-        raise NeedsWholeFile(f"{member.path}: overlaps the files before it in time")
-    if member.rows:
-        spilled.latest = high if spilled.latest is None else max(spilled.latest, high)
-        spilled.end_ns = max(spilled.end_ns, high)
     spilled.packets += member.rows
 
 

@@ -130,12 +130,10 @@ def _gunzip(compressed: bytes) -> tuple[bytes, list[str]]:
 
 
 def _decode_binary(content, source: str, progress=None, fast: bool | None = None, options: bool = True) -> PacketTable:
-    from pcapstate.decode.layers import SUPPORTED_LINKTYPES, decode_record, linktype_name
-    from pcapstate.decode.records import pcap_linktype, read_records
+    from pcapstate.decode.layers import SUPPORTED_LINKTYPES, decode_record
+    from pcapstate.decode.records import read_records
 
-    header_type = pcap_linktype(content)
-    if header_type is not None and header_type not in SUPPORTED_LINKTYPES:
-        raise UnsupportedLinkTypeError(source, header_type, linktype_name(header_type))
+    check_link_type(content, source)
     if fast or (fast is None and jit.ENABLED):
         from pcapstate.decode.fast import decode_fast
 
@@ -156,6 +154,16 @@ def _decode_binary(content, source: str, progress=None, fast: bool | None = None
         decode_record(record, builder)
     _report_unsupported(source, stats, unsupported)
     return builder.finish()
+
+
+def check_link_type(content, source: str) -> None:
+    """A pcap file whose header names a link type no decoder reads: :class:`UnsupportedLinkTypeError`."""
+    from pcapstate.decode.layers import SUPPORTED_LINKTYPES, linktype_name
+    from pcapstate.decode.records import pcap_linktype
+
+    header_type = pcap_linktype(content)
+    if header_type is not None and header_type not in SUPPORTED_LINKTYPES:
+        raise UnsupportedLinkTypeError(source, header_type, linktype_name(header_type))
 
 
 def _report_unsupported(source: str, stats, unsupported: dict[int, int]) -> None:

@@ -23,6 +23,7 @@ import mmap
 
 import numpy as np
 
+from pcapstate.decode import check_link_type
 from pcapstate.decode.fast import (_NO_FRAMES, Parsed, _count_outcomes, _decode_fallbacks, _merge, _pcap_record,
                                    _room, pcap_header)
 from pcapstate.decode.fast_layers import END, FALLBACK, FULL, ODD, TAIL_HEADER, parse_records
@@ -46,7 +47,7 @@ def pcap_windows(content, source: str, stats: DecodeStats, records: int = WINDOW
     buf = np.frombuffer(content, dtype=np.uint8)
     if len(buf) < 24 or sniff_format(bytes(buf[:4])) != "pcap":
         raise NeedsWholeFile(f"{source}: not a pcap file")
-    _check_link_type(content, source)
+    check_link_type(content, source)
     order, header = pcap_header(buf)
     room = _room(records)
     first_seen: dict[str, int] = {}
@@ -96,16 +97,6 @@ def _renumbered(columns, rows: int, first_record: int):
     """The room's columns with the window's frame numbers made the file's (the walk counts from the window)."""
     columns.frame[:rows] += first_record
     return columns
-
-
-def _check_link_type(content, source: str) -> None:
-    from pcapstate.decode.layers import SUPPORTED_LINKTYPES, linktype_name
-    from pcapstate.decode.records import pcap_linktype
-    from pcapstate.errors import UnsupportedLinkTypeError
-
-    header_type = pcap_linktype(content)
-    if header_type is not None and header_type not in SUPPORTED_LINKTYPES:
-        raise UnsupportedLinkTypeError(source, header_type, linktype_name(header_type))
 
 
 def _release(content, upto: int) -> None:
