@@ -72,6 +72,14 @@ def _key_hash(a0, a1, ap, b0, b1, bp):
     return h
 
 
+@njit
+def _conversation_hash(s0, s1, sp, d0, d1, dp):
+    """The key hash of a packet's 4-tuple, lower endpoint first: one hash for both directions."""
+    if (s0, s1, sp) <= (d0, d1, dp):
+        return _key_hash(s0, s1, sp, d0, d1, dp)
+    return _key_hash(d0, d1, dp, s0, s1, sp)
+
+
 def parts(table: PacketTable, count: int) -> np.ndarray:
     """Per row, which of ``count`` parts its conversation goes to (uint16): the conversation key's hash
     (both directions agree) modulo ``count``.  :mod:`pcapstate.partitions` cuts a trace by it."""
@@ -90,11 +98,7 @@ def _parts(src, dst, sport, dport, count):
     n = sport.shape[0]
     part = np.empty(n, dtype=np.uint16)
     for i in range(n):
-        s0, s1, d0, d1, sp, dp = src[i, 0], src[i, 1], dst[i, 0], dst[i, 1], sport[i], dport[i]
-        if (s0, s1, sp) <= (d0, d1, dp):  # the lower endpoint first, as _assign keys a conversation
-            h = _key_hash(s0, s1, sp, d0, d1, dp)
-        else:
-            h = _key_hash(d0, d1, dp, s0, s1, sp)
+        h = _conversation_hash(src[i, 0], src[i, 1], sport[i], dst[i, 0], dst[i, 1], dport[i])
         part[i] = np.uint16(h % np.uint64(count))
     return part
 
@@ -119,11 +123,7 @@ def _assign(src, dst, sport, dport, order, bits):
     for i in range(n):
         row = order[i]
         s0, s1, d0, d1, sp, dp = src[row, 0], src[row, 1], dst[row, 0], dst[row, 1], sport[row], dport[row]
-        forward = (s0, s1, sp) <= (d0, d1, dp)  # the lower endpoint first: one key for both directions
-        if forward:
-            h = _key_hash(s0, s1, sp, d0, d1, dp)
-        else:
-            h = _key_hash(d0, d1, dp, s0, s1, sp)
+        h = _conversation_hash(s0, s1, sp, d0, d1, dp)
         slot = np.int64(h & np.uint64(mask))
         while True:
             c = table[slot]
