@@ -12,12 +12,13 @@ Measured, on captures made by benchmarks/generate.py (made when missing):
   noisy machine hits them alike; medians and ratios;
 * the core (decode + both endpoints' replay) in one process, warm: packets/s;
 * the start-up: ``pcapstate analyze`` on a 10-packet capture;
-* threads: ``--jobs 1`` against ``--jobs 2`` on the large capture, alternating;
+* ``--jobs 1`` against ``--jobs 2`` on the large capture, alternating (threads, and
+  for a capture analyzed in parts, a forked process per job);
 * memory at constant concurrency: a capture 4x longer with the same number of
   connections open at once.
 
 ``pcapstate`` in the main table runs as a user runs it: its default ``--jobs``
-(one thread per core on a large capture).
+(a job per core on a large capture).
 
 tcptrace and tshark are installed with apt-get when missing (as root).
 """
@@ -69,20 +70,73 @@ LIMIT_S = 300.0  # a run this long is stopped and counted as this long (tshark o
 
 
 def measure(command: list[str]) -> tuple[float, int]:
-    """Wall seconds and peak RSS (KiB) of one run of ``command`` (at most LIMIT_S seconds)."""
+    """Wall seconds and peak RSS (KiB) of one run of ``command`` (at most LIMIT_S seconds).
+
+    The peak is the larger of ``wait4``'s (the largest single process's) and
+    the peak of the RSS summed over the process and every process it forked
+    (``--jobs`` forks helpers), sampled every :data:`SAMPLE_S` seconds.  The
+    sum counts pages the processes share once per process: it errs high.
+    """
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     timer = threading.Timer(LIMIT_S, process.kill)
     timer.start()
+    tree = TreePeak(process.pid)
     _, status, usage = os.wait4(process.pid, 0)
     timer.cancel()
     wall = time.perf_counter() - start
+    peak = max(usage.ru_maxrss, tree.stop())
     if wall >= LIMIT_S:
         print(f"benchmarks/run.py: stopped after {LIMIT_S:.0f} s: {' '.join(command)}", file=sys.stderr)
-        return LIMIT_S, usage.ru_maxrss
+        return LIMIT_S, peak
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"benchmarks/run.py: failed: {' '.join(command)}")
-    return wall, usage.ru_maxrss
+    return wall, peak
+
+
+SAMPLE_S = 0.02
+
+
+class TreePeak:
+    """The peak of a process tree's summed RSS (KiB), sampled on a thread until :meth:`stop`."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peak = pid, 0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> int:
+        self.done.set()
+        self.thread.join()
+        return self.peak
+
+    def _sample(self) -> None:
+        while not self.done.is_set():
+            self.peak = max(self.peak, sum(_rss_kib(pid) for pid in _tree(self.pid)))
+            self.done.wait(SAMPLE_S)
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants, from /proc's children lists."""
+    found, at = [pid], 0
+    while at < len(found):
+        try:
+            for task in os.listdir(f"/proc/{found[at]}/task"):
+                with open(f"/proc/{found[at]}/task/{task}/children") as children:
+                    found += [int(child) for child in children.read().split()]
+        except OSError:  # (it ended meanwhile)
+            pass
+        at += 1
+    return found
+
+
+def _rss_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm") as statm:
+            return int(statm.read().split()[1]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
+    except (OSError, IndexError, ValueError):  # (it ended, or is a zombie)
+        return 0
 
 
 def tools(path: Path, jobs: int | None = None) -> dict[str, list[str]]:
@@ -161,7 +215,8 @@ def jobs_scaling(path: Path, rounds: int) -> dict[int, float]:
 
 def report(results: dict, core: dict, startup: float, flat: dict, rounds: int, scaling: dict | None = None) -> str:
     lines = [f"# Benchmarks\n\nMeasured {time.strftime('%Y-%m-%d')} on {machine()}, by `python3 benchmarks/run.py`",
-             f"(medians of {rounds} alternating rounds; peak RSS from `wait4`).\n",
+             f"(medians of {rounds} alternating rounds; peak RSS: of the process and the helpers it forks,\n"
+             "summed, sampled every 20 ms, or `wait4`'s if larger).\n",
              "| capture | packets | pcapstate | tcptrace | tshark | pcapstate / tcptrace | pcapstate / tshark |"
              " RSS pcapstate | RSS tcptrace | RSS tshark |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, r in results.items():
@@ -177,7 +232,7 @@ def report(results: dict, core: dict, startup: float, flat: dict, rounds: int, s
     lines.append(f"\nStart-up: `pcapstate analyze` on a 10-packet capture: {startup:.2f} s wall (median).\n")
     if scaling:
         name, times = scaling
-        lines.append(f"Threads on {name}: `--jobs 1` {times[1]:.2f} s, `--jobs 2` {times[2]:.2f} s: "
+        lines.append(f"Jobs on {name}: `--jobs 1` {times[1]:.2f} s, `--jobs 2` {times[2]:.2f} s: "
                      f"{times[1] / times[2]:.2f}x (medians of alternating rounds).\n")
     if flat:
         one, four = flat["steady-1x"], flat["steady-4x"]

@@ -200,13 +200,13 @@ def _analyze_streaming(captures: tuple[str, ...], decoder: str, fmt: str, output
 
     as_set = is_set(captures)
     source = expand(captures) if as_set else captures[0]
-    count = streaming.partitions_for(source, decoder)
+    size = _input_size(captures)
+    threads = resolve(jobs, size // 100)  # as for the whole capture (about 100 bytes a packet)
+    count = streaming.partitions_for(source, decoder, threads)
     if count <= 1:
         return False
-    size = _input_size(captures)
     progress = Progress(size)
-    progress.status(f"analyzing in {count} parts of {streaming.PARTITION_BYTES >> 20} MiB of capture each")
-    threads = resolve(jobs, size // 100)  # as for the whole capture (about 100 bytes a packet)
+    progress.status(f"analyzing in {count} parts, {threads} at a time")
     try:
         streamed = streaming.analyze(source, count, tables=OUTPUT_TABLES, time_wait=time_wait, jobs=threads,
                                      specs=captures, **thresholds)

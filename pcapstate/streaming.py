@@ -57,12 +57,16 @@ MAX_PARTITIONS = 512  # each part's file is open while the capture is read (1,02
 MERGE_ROWS = 1 << 18  # rows of a table held by the merge, over all parts: each part spills chunks of a share
 _ROW = "global row"  # the column of a spilled packet's row in the whole trace (no packet column has a space)
 
-__all__ = ["NeedsWholeFile", "SpillError", "Streamed", "analyze", "merge_runs", "partitions_for"]
+__all__ = ["HelperDied", "NeedsWholeFile", "SpillError", "Streamed", "analyze", "merge_runs", "partitions_for"]
 
 
-def partitions_for(captures, decoder: str = "dpkt") -> int:
+def partitions_for(captures, decoder: str = "dpkt", jobs: int = 1) -> int:
     """Into how many parts a capture is cut: 1 (analyzed whole) unless the file, or the set of files
-    (``captures``: a list of paths), is longer than :data:`PARTITION_BYTES` and read by the compiled decoder."""
+    (``captures``: a list of paths), is longer than :data:`PARTITION_BYTES` and read by the compiled decoder.
+
+    With ``jobs`` processes analyzing parts side by side, the parts are ``jobs`` times smaller, so those
+    in memory at once still hold about :data:`PARTITION_BYTES` of capture, and a multiple of ``jobs``
+    (every process gets as many)."""
     from pcapstate import jit
 
     paths = [captures] if isinstance(captures, (str, os.PathLike)) else list(captures)
@@ -72,7 +76,11 @@ def partitions_for(captures, decoder: str = "dpkt") -> int:
         size = sum(os.path.getsize(path) for path in paths)
     except OSError:
         return 1  # the whole-file reader says what is wrong
-    return min(MAX_PARTITIONS, max(1, -(-size // PARTITION_BYTES)))
+    if size <= PARTITION_BYTES:
+        return 1
+    jobs = max(1, min(jobs, MAX_PARTITIONS))
+    count = -(-size * jobs // PARTITION_BYTES)
+    return min(MAX_PARTITIONS // jobs * jobs, -(-count // jobs) * jobs)
 
 
 @dataclass
@@ -120,6 +128,7 @@ def analyze(source, partitions: int, *, tables: tuple[str, ...], time_wait: floa
         spill = tempfile.TemporaryDirectory(prefix="pcapstate-", dir=spill_dir)
     except OSError as error:
         raise SpillError(spill_dir or tempfile.gettempdir(), error) from None
+    helpers = _Helpers(jobs - 1 if partitions > 1 else 0)  # forked now, while this process is small
     try:
         where = Path(spill.name)
         members = _members([os.fspath(p) for p in source] if is_set else [os.fspath(source)], is_set)
@@ -135,7 +144,7 @@ def analyze(source, partitions: int, *, tables: tuple[str, ...], time_wait: floa
         numbers = None
         if spilled.backwards:  # the numbering needs every part's connections first
             numbers = parts_of.numbers([_keys(setting, where, p) for p in range(partitions)])
-        made = _spill_tables(setting, where, partitions, numbers, tuple(tables))
+        made = _spill_tables(setting, where, partitions, numbers, tuple(tables), helpers)
         chunked = _chunked_tables(made, where, partitions, limits, tuple(m.path for m in members) if is_set else ())
         return Streamed(name, chunked, warnings, read_warnings, made.connections, stats, spilled.packets, spill)
     except OSError as error:  # (the capture's own read errors are CaptureReadError already)
@@ -144,6 +153,8 @@ def analyze(source, partitions: int, *, tables: tuple[str, ...], time_wait: floa
     except BaseException:
         spill.cleanup()
         raise
+    finally:
+        helpers.close()
 
 
 class SpillError(PcapstateError):
@@ -268,7 +279,7 @@ def _windows(content, member: _Member, window_records: int):
     else (pcapng, gzip, text, a pcap whose framing needs repair) the whole file as one window."""
     from pcapstate.decode import decode_bytes
 
-    windows = pcap_windows(content, member.path, member.stats, window_records)
+    windows = pcap_windows(content, member.path, member.stats, window_records, views=True)  # each cut up at once
     try:
         first = next(windows, None)
     except NeedsWholeFile:  # not pcap: nothing of it is spilled yet
@@ -351,7 +362,8 @@ class _Made:
         return lambda ids: np.searchsorted(ranked, ids).astype(np.int64)
 
 
-def _spill_tables(setting: dict, where: Path, count: int, numbers: list[np.ndarray] | None, tables: tuple) -> _Made:
+def _spill_tables(setting: dict, where: Path, count: int, numbers: list[np.ndarray] | None, tables: tuple,
+                  helpers: "_Helpers") -> _Made:
     """Each part analyzed, its tables spilled in order.  ``numbers``: per part, its connections' numbers;
     None when the packets are in time order: then a connection's number is the rank of its first packet's
     row, so that row stands in for it (:attr:`_Made.first_rows`) until every part is known, and the tables
@@ -360,8 +372,8 @@ def _spill_tables(setting: dict, where: Path, count: int, numbers: list[np.ndarr
     # Tried: two parts at once on two threads (0.1-0.2 s sooner on synth-100k, 1.7x the memory), and the next
     # part replayed on a thread while this one's tables are made (0.1 s sooner, 1.6x the memory; with parts
     # half as large, as fast and as big as this).
-    for p in range(count):
-        one = _one_part(setting, where, count, p, None if numbers is None else numbers[p], tables)
+    numbered = [None if numbers is None else numbers[p] for p in range(count)]
+    for one in helpers.each_part(setting, where, count, numbered, tables):
         if one is None:
             continue
         if numbers is None:
@@ -376,7 +388,57 @@ def _spill_tables(setting: dict, where: Path, count: int, numbers: list[np.ndarr
     return made
 
 
-def _one_part(setting: dict, where: Path, count: int, p: int, numbered, tables: tuple) -> dict | None:
+class _Helpers:
+    """``--jobs N`` for the parts: N - 1 processes forked at the start (so they share only this process's
+    modules, not the decoded capture's heap), each analyzing its share of the parts while this process
+    analyzes its own: part ``p`` goes to process ``p % N``, this one being 0.  The parts' analyses are
+    mostly Python, which threads could not run side by side."""
+
+    def __init__(self, count: int) -> None:
+        self.pool, self.count = None, count
+        if count > 0:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            try:
+                self.pool = ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("fork"))
+                self.pool.submit(os.getpid).result()  # forks them all now
+            except (OSError, ValueError):  # no fork here, or no room for a process: one after the other
+                self.close()
+
+    def each_part(self, setting: dict, where: Path, count: int, numbered: list, tables: tuple):
+        """What :func:`_one_part` keeps of each part, in part order."""
+        from concurrent.futures.process import BrokenProcessPool
+
+        if self.pool is None:
+            yield from (_one_part(setting, where, count, tables, p, numbered[p]) for p in range(count))
+            return
+        share = {**setting, "jobs": 1}  # a core each
+        processes = self.count + 1
+        others = {p: self.pool.submit(_one_part, share, where, count, tables, p, numbered[p])
+                  for p in range(count) if p % processes}
+        mine = {p: _one_part(share, where, count, tables, p, numbered[p]) for p in range(0, count, processes)}
+        try:
+            for p in range(count):
+                yield mine[p] if p in mine else others[p].result()
+        except BrokenProcessPool:  # (the system ran out of memory and stopped one, say)
+            raise HelperDied() from None
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)  # (its work is done, or failed: nothing is left to wait for)
+            self.pool = None
+
+
+class HelperDied(PcapstateError):
+    """A process analyzing parts of the capture ended before it was done (one line, exit status 2)."""
+
+    def __init__(self) -> None:
+        super().__init__("a process analyzing parts of the capture was stopped before it was done "
+                         "(out of memory?); --jobs 1 analyzes them in this process only")
+
+
+def _one_part(setting: dict, where: Path, count: int, tables: tuple, p: int, numbered) -> dict | None:
     """Part ``p`` analyzed with its connections named ``numbered`` (None: by their first packet's row), its
     tables spilled; what :func:`_spill_tables` keeps of it (None for a part without packets)."""
     from pcapstate.results import in_order

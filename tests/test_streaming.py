@@ -11,6 +11,7 @@ import io
 import re
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -329,6 +330,109 @@ def test_parts_grow_rather_than_open_too_many_files(tmp_path, monkeypatch):
     monkeypatch.setattr(streaming, "PARTITION_BYTES", 4_000)
     assert streaming.partitions_for(str(path)) == 3
     assert streaming.partitions_for(str(path), decoder="pyshark") == 1  # tshark's decoder: whole
+
+
+def test_parts_are_smaller_and_as_many_per_process_with_jobs(tmp_path, monkeypatch):
+    path = tmp_path / "x.pcap"
+    path.write_bytes(b"\0" * 10_000)
+    monkeypatch.setattr(streaming, "PARTITION_BYTES", 4_000)
+    assert streaming.partitions_for(str(path), jobs=2) == 6  # parts of 2,000 bytes at most, 3 per process
+    assert streaming.partitions_for(str(path), jobs=3) == 9
+    monkeypatch.setattr(streaming, "PARTITION_BYTES", 10_000)  # short enough to hold: whole, however many jobs
+    assert streaming.partitions_for(str(path), jobs=2) == 1
+
+
+# --- --jobs: parts analyzed in forked processes ---------------------------------------------------
+
+
+def _recording_processes(monkeypatch, tmp_path) -> Path:
+    """Makes every part's analysis note its process id in a file (the forked helpers inherit the patch)."""
+    import os
+
+    from pcapstate import partitions
+
+    pids = tmp_path / "pids"
+    real = partitions.analyze_partition
+
+    def noted(*args, **kwargs):
+        with open(pids, "a") as handle:
+            handle.write(f"{os.getpid()}\n")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(partitions, "analyze_partition", noted)
+    return pids
+
+
+@pytest.mark.parametrize("jobs,partitions", [(2, 6), (3, 5)])
+def test_parts_analyzed_side_by_side_in_processes_print_the_same(synthetic, tmp_path, monkeypatch, jobs, partitions):
+    import multiprocessing
+    import os
+
+    expected = whole_json(synthetic, **LOW_FLOOD)
+    pids = _recording_processes(monkeypatch, tmp_path)
+    with streaming.analyze(str(synthetic), partitions, tables=OUTPUT_TABLES, window_records=700, jobs=jobs,
+                           **LOW_FLOOD) as streamed:
+        out = io.StringIO()
+        write_tables("json", streamed.tables, None, str(synthetic), stdout=out)
+    assert (out.getvalue(), streamed.warnings) == expected
+    seen = pids.read_text().split()
+    assert len(seen) == partitions and len(set(seen)) == jobs and str(os.getpid()) in seen
+    assert not multiprocessing.active_children()  # the helpers are gone
+
+
+def test_records_out_of_time_order_with_jobs(synthetic, tmp_path):
+    swapped = with_swapped_records(synthetic, tmp_path / "swapped.pcap", 40, seed=4)
+    expected = whole_json(swapped)
+    with streaming.analyze(str(swapped), 4, tables=OUTPUT_TABLES, window_records=500, jobs=2) as streamed:
+        out = io.StringIO()
+        write_tables("json", streamed.tables, None, str(swapped), stdout=out)
+    assert (out.getvalue(), streamed.warnings) == expected
+
+
+def test_cli_jobs_2_in_parts_prints_the_same(synthetic, tmp_path, monkeypatch):
+    runner = CliRunner()
+    whole = runner.invoke(cli, ["analyze", str(synthetic), "--format", "jsonl", "--jobs", "1"])
+    monkeypatch.setattr(streaming, "PARTITION_BYTES", 150_000)
+    pids = _recording_processes(monkeypatch, tmp_path)
+    parts = runner.invoke(cli, ["analyze", str(synthetic), "--format", "jsonl", "--jobs", "2"])
+    assert parts.exit_code == 0 and len(set(pids.read_text().split())) == 2
+    assert (parts.stdout, parts.stderr) == (whole.stdout, whole.stderr)
+
+
+HELPER_FILLS_THE_DISK = """
+def fails_in_a_helper(table, handle):
+    if os.getpid() != parent and "packets" not in handle.name:
+        raise OSError(errno.ENOSPC, "No space left on device")
+    return real(table, handle)
+streaming.dump_table = fails_in_a_helper
+"""
+HELPER_IS_KILLED = """
+def fails_in_a_helper(table, handle):
+    if os.getpid() != parent and "packets" not in handle.name:
+        os.kill(os.getpid(), signal.SIGKILL)  # as the out-of-memory killer does
+    return real(table, handle)
+streaming.dump_table = fails_in_a_helper
+"""
+
+
+@pytest.mark.parametrize("failure,said", [(HELPER_FILLS_THE_DISK, "No space left on device"),
+                                          (HELPER_IS_KILLED, "stopped before it was done (out of memory?)")])
+def test_a_helper_process_failing_is_a_one_line_error_and_nothing_is_left(synthetic, tmp_path, failure, said):
+    """A forked process fails while it writes its part's tables: a one-line error, the spill removed."""
+    import os
+
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    script = "import errno, os, signal\nfrom pcapstate import streaming\nfrom pcapstate.cli import main\n"
+    script += "parent, real = os.getpid(), streaming.dump_table\n" + failure
+    script += "streaming.PARTITION_BYTES = 100_000\n"
+    script += f"main(['analyze', {str(synthetic)!r}, '--format', 'json', '--jobs', '2', '-o', {str(tmp_path / 'o')!r}])"
+    env = {k: v for k, v in os.environ.items() if k not in ("PCAPSTATE_NO_JIT", "PCAPSTATE_CORE")}  # (parts: compiled)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                         env={**env, "TMPDIR": str(spill)})
+    assert run.returncode == 2
+    assert run.stderr.count("\n") == 1 and said in run.stderr
+    assert not any(spill.iterdir())
 
 
 def test_a_full_disk_is_a_one_line_error_and_nothing_is_left(synthetic, tmp_path, monkeypatch, capsys):

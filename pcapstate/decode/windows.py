@@ -37,12 +37,15 @@ class NeedsWholeFile(Exception):
     """The file cannot be decoded a window at a time; decode it whole (``read_capture``)."""
 
 
-def pcap_windows(content, source: str, stats: DecodeStats, records: int = WINDOW_RECORDS, options: bool = False):
+def pcap_windows(content, source: str, stats: DecodeStats, records: int = WINDOW_RECORDS, options: bool = False,
+                 views: bool = False):
     """Yield (packet table of the next ``records`` records, index of its first TCP row in the file).
 
     ``content``: the file's bytes (an mmap, or bytes).  ``stats`` is filled as
     the windows go; it is complete once the generator is exhausted.  Tables
-    have no option columns unless ``options``.
+    have no option columns unless ``options``.  With ``views``, a table's
+    columns may be views into memory the next window overwrites: for a caller
+    done with each table before it asks for the next (a copy spared).
     """
     buf = np.frombuffer(content, dtype=np.uint8)
     if len(buf) < 24 or sniff_format(bytes(buf[:4])) != "pcap":
@@ -59,7 +62,7 @@ def pcap_windows(content, source: str, stats: DecodeStats, records: int = WINDOW
         if how == ODD:  # (the windows before were right; the caller drops them and reads the whole file)
             raise NeedsWholeFile(f"{source}: framing needs repair after {first_record + count} records")
         table = _window_table(content, order, header, room, count, rows, fallbacks, cut, first_record, stats,
-                              first_seen, source)
+                              first_seen, source, views)
         stats.records += count
         _release(content, pos)
         if not options:
@@ -75,7 +78,7 @@ def pcap_windows(content, source: str, stats: DecodeStats, records: int = WINDOW
 
 
 def _window_table(content, order: str, header, room, count: int, rows: int, fallbacks: int, cut: int,
-                  first_record: int, stats: DecodeStats, first_seen: dict, source: str) -> PacketTable:
+                  first_record: int, stats: DecodeStats, first_seen: dict, source: str, views: bool) -> PacketTable:
     """One window's rows (compiled and dpkt's, in frame order), its outcomes counted into ``stats``."""
     columns, status, fallback_at = room
     status = status[:count]
@@ -88,7 +91,7 @@ def _window_table(content, order: str, header, room, count: int, rows: int, fall
         first_seen.setdefault(reason, index)
     _count_outcomes(parsed, stats, first_seen, first_record)
     merged = _merge(_renumbered(columns, rows, first_record), rows, fallback)
-    if not len(fallback):  # views into the room, which the next window overwrites (else new arrays already)
+    if not len(fallback) and not views:  # views into the room, which the next window overwrites (else new arrays)
         merged = {name: column.copy() for name, column in merged.items()}
     return PacketTable(merged, stats, source)
 
