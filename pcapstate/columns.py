@@ -142,7 +142,11 @@ class Table:
 
     def take(self, rows) -> "Table":
         """The rows ``rows`` (an index array or a boolean mask), in that order."""
-        return Table({name: column[rows] if isinstance(column, np.ndarray) else column.take(rows)
+        rows = np.asarray(rows)
+        if rows.dtype == bool:
+            rows = np.flatnonzero(rows)
+        # (np.take, not [rows]: many times faster for a column of several dimensions, such as addresses)
+        return Table({name: np.take(column, rows, axis=0) if isinstance(column, np.ndarray) else column.take(rows)
                       for name, column in self.columns.items()})
 
     def flow_rows(self, flow_id: int) -> np.ndarray:

@@ -57,7 +57,7 @@ def split(table: PacketTable, rows, frames, file_index: int | None, count: int) 
     parts = []
     for p in range(count):
         pick = order[bounds[p]:bounds[p + 1]]
-        parts.append((rows[pick], {name: column[pick] for name, column in columns.items()}))
+        parts.append((rows[pick], {name: np.take(column, pick, axis=0) for name, column in columns.items()}))
     return parts
 
 
@@ -127,7 +127,7 @@ def replayed(setting: dict, *parts):
     columns = {name: np.concatenate([p[1][name] for p in parts]) for name in parts[0][1]}
     if len(rows) > 1 and (rows[1:] < rows[:-1]).any():  # parts in another order than the trace's
         order = np.argsort(rows, kind="stable")
-        rows, columns = rows[order], {name: column[order] for name, column in columns.items()}
+        rows, columns = rows[order], {name: np.take(column, order, axis=0) for name, column in columns.items()}
     table = PacketTable(columns, DecodeStats(), setting["source"], setting["files"])
     return rows, track(table, setting["time_wait"], jobs=setting.get("jobs", 1), end_ns=setting["end_ns"])
 

@@ -302,7 +302,7 @@ def row_addresses(table: PacketTable, rows: np.ndarray) -> tuple[Texts, Texts]:
 
     Both columns share one list of distinct addresses.
     """
-    raw = [np.ascontiguousarray(table[c][rows] if len(rows) else np.zeros((0, 16), dtype=np.uint8))
+    raw = [np.ascontiguousarray(np.take(table[c], rows, axis=0) if len(rows) else np.zeros((0, 16), dtype=np.uint8))
            for c in ("src_ip", "dst_ip")]
     both = np.concatenate(raw).view(np.dtype((np.void, 16))).ravel()
     unique, inverse = np.unique(both, return_inverse=True)
