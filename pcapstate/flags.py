@@ -36,9 +36,11 @@ _NOTATION: tuple[tuple[int, str], ...] = (
 )
 _BIT_OF_CHAR = {char: int(bit) for bit, char in _NOTATION}
 
-# Rendering is on every output path; 512 possible values, so precompute them all.
+# Rendering is on every output path; 512 possible values, so precompute them all (with plain ints: IntFlag's
+# & would take most of a start-up's millisecond budget here).
+_PLAIN_NOTATION = tuple((int(bit), char) for bit, char in _NOTATION)
 _RENDERED = tuple(
-    "".join(char for bit, char in _NOTATION if value & bit) or "none" for value in range(0x200)
+    "".join(char for bit, char in _PLAIN_NOTATION if value & bit) or "none" for value in range(0x200)
 )
 
 

@@ -130,14 +130,14 @@ def _gunzip(compressed: bytes) -> tuple[bytes, list[str]]:
 
 
 def _decode_binary(content, source: str, progress=None, fast: bool | None = None, options: bool = True) -> PacketTable:
-    from pcapstate.decode.layers import SUPPORTED_LINKTYPES, decode_record
-    from pcapstate.decode.records import read_records
-
     check_link_type(content, source)
     if fast or (fast is None and jit.ENABLED):
         from pcapstate.decode.fast import decode_fast
 
         return decode_fast(content, source, progress, options)
+    from pcapstate.decode.layers import SUPPORTED_LINKTYPES, decode_record
+    from pcapstate.decode.records import read_records
+
     builder = TableBuilder(source)
     stats = builder.stats
     unsupported: dict[int, int] = {}
@@ -158,7 +158,7 @@ def _decode_binary(content, source: str, progress=None, fast: bool | None = None
 
 def check_link_type(content, source: str) -> None:
     """A pcap file whose header names a link type no decoder reads: :class:`UnsupportedLinkTypeError`."""
-    from pcapstate.decode.layers import SUPPORTED_LINKTYPES, linktype_name
+    from pcapstate.decode.linktypes import SUPPORTED_LINKTYPES, linktype_name
     from pcapstate.decode.records import pcap_linktype
 
     header_type = pcap_linktype(content)
@@ -168,7 +168,7 @@ def check_link_type(content, source: str) -> None:
 
 def _report_unsupported(source: str, stats, unsupported: dict[int, int]) -> None:
     """pcapng interfaces of unsupported link types: an error when they are all there is."""
-    from pcapstate.decode.layers import linktype_name
+    from pcapstate.decode.linktypes import linktype_name
 
     for linktype, count in sorted(unsupported.items()):
         if count == stats.records:

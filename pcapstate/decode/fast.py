@@ -235,11 +235,11 @@ def _decode_fallbacks(records: list[Record], stats: DecodeStats, source: str) ->
     Also returns, for each skip reason dpkt gave, the first record index that
     got it: the reference decoder's dict of reasons is in that order.
     """
-    from pcapstate.decode.layers import decode_record
-
     builder = TableBuilder(source)
     builder.stats = stats
     first_seen: dict[str, int] = {}
+    if records:  # (dpkt is imported only when there is something for it)
+        from pcapstate.decode.layers import decode_record
     for record in records:
         decode_record(record, builder)
         if len(stats.skipped) > len(first_seen):

@@ -34,7 +34,7 @@ from pcapstate.table import ADDRESS_COLUMNS, MAX_SACK_BLOCKS, SACK_COLUMN, SCALA
 
 # a record's outcome (the ``status`` array)
 ROW, FALLBACK, NOT_IP, NOT_TCP, FRAGMENT, UNSUPPORTED = 0, 1, 2, 3, 4, 5
-SUPPORTED = (0, 1, 101, 108, 113, 228, 229, 276)  # layers.SUPPORTED_LINKTYPES
+SUPPORTED = (0, 1, 101, 108, 113, 228, 229, 276)  # linktypes.SUPPORTED_LINKTYPES
 _IP4, _IP6, _ANY_IP = 4, 6, 0  # what a link layer says follows it
 
 # the table's columns, as numba reads them: one array each, in table.py's order

@@ -18,36 +18,12 @@ import struct
 import dpkt
 from dpkt import ethernet, ip, ip6, loopback, sll, sll2, tcp
 
+from pcapstate.decode.linktypes import LINKTYPE_NAMES, SUPPORTED_LINKTYPES, linktype_name  # noqa: F401 (theirs)
 from pcapstate.decode.records import Record
 from pcapstate.table import TableBuilder
 
-LINKTYPE_NAMES = {
-    0: "NULL",
-    1: "ETHERNET",
-    101: "RAW",
-    108: "LOOP",
-    113: "LINUX_SLL",
-    228: "IPV4",
-    229: "IPV6",
-    276: "LINUX_SLL2",
-    # common ones we do not decode, for a readable error
-    105: "IEEE802_11",
-    127: "IEEE802_11_RADIOTAP",
-    147: "USER0",
-    9: "PPP",
-    50: "PPP_HDLC",
-    192: "PPI",
-    195: "IEEE802_15_4",
-    220: "USB_LINUX_MMAPPED",
-}
-SUPPORTED_LINKTYPES = frozenset({0, 1, 101, 108, 113, 228, 229, 276})
-
 _TCP_OPT_TIMESTAMP = 8
 _TCP_OPT_SACK = 5
-
-
-def linktype_name(linktype: int) -> str:
-    return LINKTYPE_NAMES.get(linktype, "unknown")
 
 
 def _network_layer(linktype: int, data: bytes):
