@@ -81,7 +81,8 @@ def flows(tracking, zeek: dict, addresses: Table) -> Table:
 def transitions(tracking) -> Table:
     """One row per state change of one endpoint, by flow then time."""
     t, table = tracking.result.transitions, tracking.table
-    t = t[np.lexsort((np.arange(len(t)), t[:, rp.T_TS], t[:, rp.T_CONN]))]
+    t = np.take(t, np.lexsort((t[:, rp.T_TS], t[:, rp.T_CONN])), axis=0)  # (lexsort is stable; np.take is ~5x
+    # faster than t[order] for a matrix's rows)
     row = t[:, rp.T_ROW]
     has_flags = (row >= 0) & (t[:, rp.T_CAUSE] != rp.CAUSE_ASSUMED)
     flags = table["flags"][np.where(has_flags, row, 0)] if len(table) else np.zeros(len(t), dtype=np.int64)
