@@ -128,7 +128,7 @@ def analyze(source, partitions: int, *, tables: tuple[str, ...], time_wait: floa
     limits = Thresholds(**thresholds)
     is_set = isinstance(source, (list, tuple))
     try:
-        spill = tempfile.TemporaryDirectory(prefix="pcapstate-", dir=spill_dir)
+        spill = tempfile.TemporaryDirectory(prefix="pcapstate-", dir=spill_dir, ignore_cleanup_errors=True)
     except OSError as error:
         raise SpillError(spill_dir or tempfile.gettempdir(), error) from None
     helpers = _Helpers(jobs - 1 if partitions > 1 else 0)  # forked now, while this process is small
@@ -151,9 +151,11 @@ def analyze(source, partitions: int, *, tables: tuple[str, ...], time_wait: floa
         chunked = _chunked_tables(made, where, partitions, limits, tuple(m.path for m in members) if is_set else ())
         return Streamed(name, chunked, warnings, read_warnings, made.connections, stats, spilled.packets, spill)
     except OSError as error:  # (the capture's own read errors are CaptureReadError already)
+        helpers.close()  # first: a helper may still be writing its part there
         spill.cleanup()
         raise SpillError(spill.name, error) from None
-    except BaseException:
+    except BaseException:  # Ctrl-C too
+        helpers.close()
         spill.cleanup()
         raise
     finally:
@@ -404,7 +406,8 @@ class _Helpers:
             from concurrent.futures import ProcessPoolExecutor
 
             try:
-                self.pool = ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("fork"))
+                self.pool = ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("fork"),
+                                                initializer=_helper_started, initargs=(os.getpid(),))
                 self.pool.submit(os.getpid).result()  # forks them all now
             except (OSError, ValueError):  # no fork here, or no room for a process: one after the other
                 self.close()
@@ -431,6 +434,24 @@ class _Helpers:
         if self.pool is not None:
             self.pool.shutdown(cancel_futures=True)  # (its work is done, or failed: nothing is left to wait for)
             self.pool = None
+
+
+def _helper_started(parent: int) -> None:
+    """In a helper: Ctrl-C is for the main process (which stops the helpers), and the helper ends with it
+    even when it is killed outright (a forked helper would otherwise wait for work forever)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        import ctypes
+        import ctypes.util
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG (Linux)
+    except (OSError, AttributeError):  # not Linux
+        pass
+    if os.getppid() != parent:  # it was gone already
+        os._exit(1)
 
 
 class HelperDied(PcapstateError):

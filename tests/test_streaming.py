@@ -435,6 +435,68 @@ def test_a_helper_process_failing_is_a_one_line_error_and_nothing_is_left(synthe
     assert not any(spill.iterdir())
 
 
+HELPERS_NOTED = """
+import os, signal, sys, time
+from pcapstate import partitions, streaming
+from pcapstate.cli import main
+parent, started = os.getpid(), streaming._Helpers.__init__
+def noted(self, count):
+    started(self, count)
+    with open(sys.argv[1], "w") as pids:
+        pids.write(" ".join(str(pid) for pid in self.pool._processes))
+streaming._Helpers.__init__ = noted
+real = partitions.analyze_partition
+def stopped_in_the_main_process(*args):
+    if os.getpid() == parent:
+        STOP
+    return real(*args)
+partitions.analyze_partition = stopped_in_the_main_process
+streaming.PARTITION_BYTES = 100_000
+main(["analyze", sys.argv[2], "--format", "json", "--jobs", "2", "-o", os.devnull])
+"""
+
+
+def _run_stopped(synthetic, tmp_path, stop: str):
+    import os
+
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("PCAPSTATE_NO_JIT", "PCAPSTATE_CORE")}
+    pids = tmp_path / "helpers"
+    run = subprocess.run([sys.executable, "-c", HELPERS_NOTED.replace("STOP", stop), str(pids), str(synthetic)],
+                         capture_output=True, text=True, timeout=120, env={**env, "TMPDIR": str(spill)},
+                         start_new_session=True)  # (its Ctrl-C goes to its own process group only)
+    return run, [int(pid) for pid in pids.read_text().split()], spill
+
+
+def _ended(pid: int, within: float = 10.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                if stat.read().rsplit(")", 1)[1].split()[0] == "Z":  # ended, not yet reaped
+                    return True
+        except OSError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_ctrl_c_stops_the_helpers_and_removes_the_parts(synthetic, tmp_path):
+    run, helpers, spill = _run_stopped(synthetic, tmp_path, "os.killpg(os.getpgrp(), signal.SIGINT); time.sleep(5)")
+    assert run.returncode == 130 and run.stderr.strip() == "pcapstate: aborted"
+    assert helpers and all(_ended(pid) for pid in helpers)
+    assert not any(spill.iterdir())
+
+
+def test_helpers_end_when_the_main_process_is_killed(synthetic, tmp_path):
+    run, helpers, _spill = _run_stopped(synthetic, tmp_path, "os.kill(os.getpid(), signal.SIGKILL)")
+    assert run.returncode == -9
+    assert helpers and all(_ended(pid) for pid in helpers)  # not left waiting for work forever
+
+
 def test_a_full_disk_is_a_one_line_error_and_nothing_is_left(synthetic, tmp_path, monkeypatch, capsys):
     import errno
 
