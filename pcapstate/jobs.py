@@ -10,6 +10,9 @@ their own rows and connections of shared arrays.  The compiled code releases
 the GIL (:mod:`pcapstate.aot_build`), so the threads really run side by side;
 the JSON printer renders its chunks the same way (:mod:`pcapstate.report.json_rows`).
 
+A capture analyzed in parts (:mod:`pcapstate.streaming`) shares out its parts
+over processes instead, since most of a part's analysis is Python.
+
 The results are the same as in one thread, table for table: connections are
 numbered afterwards by their first packet, as one walk numbers them
 (:func:`pcapstate.replay.replay`), and tests compare every table.

@@ -15,7 +15,10 @@ byte for byte what the whole-file analysis prints:
    trace; each table, sorted in its order (:func:`pcapstate.results.in_order`),
    is spilled in chunks of ``MERGE_ROWS / partitions`` rows.  The half-open
    connections of all parts make the ``half_open_flood`` findings
-   (:func:`pcapstate.partitions.floods`).
+   (:func:`pcapstate.partitions.floods`).  With ``jobs`` N, N - 1 helper
+   processes, forked before anything is decoded, analyze their share of the
+   parts side by side with this one (:class:`_Helpers`); the parts are then
+   N times smaller, so as much capture is in memory at once.
 3. **Number.**  One process numbers connections by their first packet
    (timestamp, then row).  With the packets in time order, that is the rank
    of the first packet's row, so the parts name each connection by that row,
@@ -52,9 +55,9 @@ from pcapstate.errors import PcapstateError
 from pcapstate.table import DecodeStats
 
 PARTITION_BYTES = 32 << 20  # of capture file in memory at once (one part, or one per job): about 330,000 packets of
-# 100 bytes.  Measured on the synthetic captures: parts as small as this take no longer than the capture whole
-# (20k connections, 45 MB: 0.74-0.80 s either way, 158 MiB instead of 207), smaller ones start to
-# cost time (parts of 24 MiB, one job, synth-100k: 0.2-0.4 s more).
+# 100 bytes.  Measured on the synthetic captures: parts as small as this take about as long as the capture whole
+# (synth-20k, 45 MB, two jobs: 0.66-0.71 s against 0.62-0.68 s, in 164 MiB instead of 203); smaller ones cost
+# more time (parts of 24 MiB, one job, synth-100k: 0.2-0.4 s more than 48 MiB).
 MAX_PARTITIONS = 512  # each part's file is open while the capture is read (1,024 open files is a common limit):
 # beyond 16 GiB of capture the parts grow instead
 MERGE_ROWS = 1 << 18  # rows of a table held by the merge, over all parts: each part spills chunks of a share
@@ -142,11 +145,12 @@ def analyze(source, partitions: int, *, tables: tuple[str, ...], time_wait: floa
         if spilled.backwards:
             warnings.append(f"{spilled.backwards} packets are earlier than the packet before them in the file; "
                             "replayed in timestamp order")
-        setting = {"source": name, "files": files, "time_wait": time_wait, "thresholds": limits, "jobs": jobs,
+        setting = {"source": name, "files": files, "time_wait": time_wait, "thresholds": limits,
+                   "jobs": 1 if helpers.pool else jobs,  # (with helpers, a core per process)
                    "end_ns": spilled.end_ns, "zeek_checksums": zeek_checksums}
         numbers = None
         if spilled.backwards:  # the numbering needs every part's connections first
-            numbers = parts_of.numbers([_keys(setting, where, p) for p in range(partitions)])
+            numbers = parts_of.numbers(helpers.starmap(_keys, [(setting, where, p) for p in range(partitions)]))
         made = _spill_tables(setting, where, partitions, numbers, tuple(tables), helpers)
         chunked = _chunked_tables(made, where, partitions, limits, tuple(m.path for m in members) if is_set else ())
         return Streamed(name, chunked, warnings, read_warnings, made.connections, stats, spilled.packets, spill)
@@ -378,7 +382,7 @@ def _spill_tables(setting: dict, where: Path, count: int, numbers: list[np.ndarr
     # part replayed on a thread while this one's tables are made (0.1 s sooner, 1.6x the memory; with parts
     # half as large, as fast and as big as this).
     numbered = [None if numbers is None else numbers[p] for p in range(count)]
-    for one in helpers.each_part(setting, where, count, numbered, tables):
+    for one in helpers.starmap(_one_part, [(setting, where, count, tables, p, numbered[p]) for p in range(count)]):
         if one is None:
             continue
         if numbers is None:
@@ -412,21 +416,18 @@ class _Helpers:
             except (OSError, ValueError):  # no fork here, or no room for a process: one after the other
                 self.close()
 
-    def each_part(self, setting: dict, where: Path, count: int, numbered: list, tables: tuple):
-        """What :func:`_one_part` keeps of each part, in part order."""
+    def starmap(self, function, arguments: list[tuple]) -> list:
+        """``function(*a)`` for each ``a`` of ``arguments``, in order: the ``p``-th in process ``p % N``
+        (this one for 0).  ``function`` must be this module's (a helper finds it by name)."""
         from concurrent.futures.process import BrokenProcessPool
 
         if self.pool is None:
-            yield from (_one_part(setting, where, count, tables, p, numbered[p]) for p in range(count))
-            return
-        share = {**setting, "jobs": 1}  # a core each
+            return [function(*a) for a in arguments]
         processes = self.count + 1
-        others = {p: self.pool.submit(_one_part, share, where, count, tables, p, numbered[p])
-                  for p in range(count) if p % processes}
-        mine = {p: _one_part(share, where, count, tables, p, numbered[p]) for p in range(0, count, processes)}
+        others = {p: self.pool.submit(function, *a) for p, a in enumerate(arguments) if p % processes}
+        mine = {p: function(*a) for p, a in enumerate(arguments) if p % processes == 0}
         try:
-            for p in range(count):
-                yield mine[p] if p in mine else others[p].result()
+            return [mine[p] if p in mine else others[p].result() for p in range(len(arguments))]
         except BrokenProcessPool:  # (the system ran out of memory and stopped one, say)
             raise HelperDied() from None
 
