@@ -149,6 +149,12 @@ class Table:
         return Table({name: np.take(column, rows, axis=0) if isinstance(column, np.ndarray) else column.take(rows)
                       for name, column in self.columns.items()})
 
+    def slice(self, start: int, stop: int) -> "Table":
+        """Rows ``start`` to ``stop``, as views into this table's columns (nothing copied)."""
+        rows = slice(start, stop)
+        return Table({name: column[rows] if isinstance(column, np.ndarray) else column.take(rows)
+                      for name, column in self.columns.items()})
+
     def flow_rows(self, flow_id: int) -> np.ndarray:
         """Mask of the rows of one connection (a ``flow`` column; <NA> is no connection's)."""
         flow = self.columns["flow"]
@@ -193,9 +199,12 @@ def _concat_column(parts: list):
             return Texts(np.concatenate([p.codes for p in parts]), head.values, head.keep_object)
         index: dict = {}
         codes = []
-        for p in parts:
-            lookup = np.array([index.setdefault(v, len(index)) for v in p.values] + [-1], dtype=np.int64)
-            codes.append(lookup[np.asarray(p.codes, dtype=np.int64)])  # -1 (None) reads the -1 at the end
+        for p in parts:  # only the strings a part uses: a few rows taken from a chunk keep all its strings
+            part_codes = np.asarray(p.codes, dtype=np.int64)
+            used = np.unique(part_codes[part_codes >= 0]).tolist()
+            lookup = np.full(len(p.values) + 1, -1, dtype=np.int64)  # -1 (None) reads the -1 at the end
+            lookup[used] = [index.setdefault(p.values[u], len(index)) for u in used]
+            codes.append(lookup[part_codes])
         return Texts(np.concatenate(codes), tuple(index), head.keep_object)
     if isinstance(head, Objects):
         return Objects(np.concatenate([p.values for p in parts]))

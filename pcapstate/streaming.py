@@ -553,13 +553,13 @@ def merge_runs(runs: list, keys_of):
             if n == 0:
                 continue
             head = heads[i]
-            taken.append(head if n == len(head) else head.take(np.arange(n)))
+            taken.append(head if n == len(head) else head.slice(0, n))
             taken_keys.append([k[:n] for k in keys[i]])
             if n == len(head):
                 heads[i] = _next_rows(runs[i])
                 keys[i] = None if heads[i] is None else keys_of(heads[i])
             else:
-                heads[i] = head.take(np.arange(n, len(head)))
+                heads[i] = head.slice(n, len(head))
                 keys[i] = [k[n:] for k in keys[i]]
         merged = [np.concatenate([k[j] for k in taken_keys]) for j in range(len(limit))]
         yield concat(taken).take(np.lexsort(merged[::-1]))
