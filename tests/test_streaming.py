@@ -40,8 +40,9 @@ def whole_json(path: Path, **thresholds) -> tuple[str, list[str]]:
     return out.getvalue(), analysis.warnings
 
 
-def streamed_json(path: Path, partitions: int, window: int, fmt: str = "json", **thresholds) -> tuple[str, list[str]]:
-    with streaming.analyze(str(path), partitions, tables=OUTPUT_TABLES, window_records=window,
+def streamed_json(path: Path, partitions: int, window: int, fmt: str = "json", jobs: int = 1,
+                  **thresholds) -> tuple[str, list[str]]:
+    with streaming.analyze(str(path), partitions, tables=OUTPUT_TABLES, window_records=window, jobs=jobs,
                            **thresholds) as streamed:
         out = io.StringIO()
         write_tables(fmt, streamed.tables, None, str(path), stdout=out)
@@ -79,9 +80,9 @@ def _shifted(records: list[bytes], by: int) -> list[bytes]:
 @pytest.mark.parametrize("path", SAMPLES + ZEEK, ids=lambda p: p.name)
 def test_every_sample_and_zeek_trace_in_parts_equals_the_whole(path):
     expected = whole_json(path)
-    for partitions, window in ((3, 5), (2, 1000)):
+    for partitions, window, jobs in ((3, 5, 1), (2, 1000, 1), (4, 7, 2)):  # (2 jobs: a forked helper)
         try:
-            assert streamed_json(path, partitions, window) == expected
+            assert streamed_json(path, partitions, window, jobs=jobs) == expected
         except streaming.NeedsWholeFile:
             assert len(read_capture(str(path), options=False)) == 0  # only a capture without TCP is refused
 
@@ -160,6 +161,7 @@ def test_every_format_file_in_parts_equals_the_whole_or_fails_alike(path):
         return
     try:
         assert streamed_json(path, 2, 3) == expected
+        assert streamed_json(path, 2, 3, jobs=2) == expected
     except streaming.NeedsWholeFile as why:  # the command line then analyzes it whole
         assert "framing needs repair" in str(why) or len(read_capture(str(path), options=False)) == 0
 
