@@ -50,7 +50,7 @@ import numpy as np
 from pcapstate import partitions as parts_of
 from pcapstate.columns import (Categories, ChunkedTable, Nullable, Objects, Table, Texts, compacted, concat,
                                dump_table, has_nanoseconds, load_table)
-from pcapstate.decode.windows import WINDOW_RECORDS, NeedsWholeFile, pcap_windows
+from pcapstate.decode.windows import WINDOW_RECORDS, NeedsWholeFile, one_ahead, pcap_windows
 from pcapstate.errors import PcapstateError
 from pcapstate.table import DecodeStats
 
@@ -298,7 +298,7 @@ def _windows(content, member: _Member, window_records: int):
         return
     if first is not None:  # (a pcap whose framing needs repair further on: NeedsWholeFile, the capture whole)
         yield first
-        yield from windows
+        yield from one_ahead(windows)
 
 
 def _described(members: list[_Member], is_set: bool, specs) -> tuple[str, DecodeStats, tuple]:

@@ -19,6 +19,7 @@ decodes the file whole instead.  So does a file that is not plain pcap
 """
 from __future__ import annotations
 
+import itertools
 import mmap
 
 import numpy as np
@@ -44,18 +45,21 @@ def pcap_windows(content, source: str, stats: DecodeStats, records: int = WINDOW
     ``content``: the file's bytes (an mmap, or bytes).  ``stats`` is filled as
     the windows go; it is complete once the generator is exhausted.  Tables
     have no option columns unless ``options``.  With ``views``, a table's
-    columns may be views into memory the next window overwrites: for a caller
-    done with each table before it asks for the next (a copy spared).
+    columns may be views into memory the window after next overwrites (two
+    rooms, taken in turn): for a caller done with each table before it asks
+    for the one after the next (a copy spared; the next window may be decoded
+    on a thread while this one is used, :func:`one_ahead`).
     """
     buf = np.frombuffer(content, dtype=np.uint8)
     if len(buf) < 24 or sniff_format(bytes(buf[:4])) != "pcap":
         raise NeedsWholeFile(f"{source}: not a pcap file")
     check_link_type(content, source)
     order, header = pcap_header(buf)
-    room = _room(records)
+    rooms = [_room(records) for _ in range(2 if views else 1)]
     first_seen: dict[str, int] = {}
     pos, first_record, first_row = 24, 0, 0
-    while True:
+    for window in itertools.count():
+        room = rooms[window % len(rooms)]
         columns, status, fallback_at = room
         pos, count, rows, fallbacks, cut, how = parse_records(buf, _NO_FRAMES, header, (pos, 0, 0, 0), columns, status,
                                                               fallback_at, options)
@@ -75,6 +79,18 @@ def pcap_windows(content, source: str, stats: DecodeStats, records: int = WINDOW
     if how != END:  # cut inside the last record: records.py's warning, first as the whole file's walk gives it
         _ignore_tail(stats, len(buf) - pos, "inside a record header" if how == TAIL_HEADER else "inside a record")
         stats.warnings.insert(0, stats.warnings.pop())
+
+
+def one_ahead(windows):
+    """``windows`` (a :func:`pcap_windows` generator with ``views``), the next window decoded on a thread while
+    the caller uses this one: the compiled walk releases the GIL, and the two rooms keep the tables apart."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        coming = pool.submit(next, windows, None)
+        while (window := coming.result()) is not None:
+            coming = pool.submit(next, windows, None)
+            yield window
 
 
 def _window_table(content, order: str, header, room, count: int, rows: int, fallbacks: int, cut: int,
