@@ -445,10 +445,9 @@ def _helper_started(parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         import ctypes
-        import ctypes.util
 
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG (Linux)
+        # (the process's own symbols, libc's among them: ctypes.util.find_library would run ldconfig)
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG (Linux)
     except (OSError, AttributeError):  # not Linux
         pass
     if os.getppid() != parent:  # it was gone already
