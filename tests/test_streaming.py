@@ -265,9 +265,10 @@ def whole_set_json(paths: list[Path], specs, **thresholds) -> tuple[str, list[st
     return out.getvalue(), analysis.warnings
 
 
-def streamed_set_json(paths: list[Path], specs, partitions: int, window: int, **thresholds) -> tuple[str, list[str]]:
+def streamed_set_json(paths: list[Path], specs, partitions: int, window: int, jobs: int = 1,
+                      **thresholds) -> tuple[str, list[str]]:
     with streaming.analyze([str(p) for p in paths], partitions, tables=OUTPUT_TABLES, window_records=window,
-                           specs=specs, **thresholds) as streamed:
+                           specs=specs, jobs=jobs, **thresholds) as streamed:
         out = io.StringIO()
         write_tables("json", streamed.tables, None, streamed.source, stdout=out)
         return out.getvalue(), streamed.warnings
@@ -279,6 +280,7 @@ def test_rotated_set_in_parts_equals_the_set_read_whole(synthetic, tmp_path):
     expected = whole_set_json(shuffled, [str(tmp_path / "set")], **LOW_FLOOD)
     assert '"file_frame"' in expected[0] and '"half_open_flood"' in expected[0]
     assert streamed_set_json(shuffled, [str(tmp_path / "set")], 4, 700, **LOW_FLOOD) == expected
+    assert streamed_set_json(shuffled, [str(tmp_path / "set")], 6, 700, jobs=2, **LOW_FLOOD) == expected
 
 
 def test_rotated_set_with_a_cut_file_and_records_out_of_order(synthetic, tmp_path):
@@ -288,6 +290,7 @@ def test_rotated_set_with_a_cut_file_and_records_out_of_order(synthetic, tmp_pat
     expected = whole_set_json(files, [str(p) for p in files])
     assert any("file truncated" in w for w in expected[1])
     assert streamed_set_json(files, [str(p) for p in files], 3, 512) == expected
+    assert streamed_set_json(files, [str(p) for p in files], 4, 512, jobs=2) == expected  # numbering replays shared
 
 
 def test_overlapping_files_are_analyzed_whole(synthetic, tmp_path):
