@@ -194,15 +194,15 @@ def _analyze_streaming(captures: tuple[str, ...], decoder: str, fmt: str, output
     (:mod:`pcapstate.streaming`), the tables printed as they merge: True when done, False when the
     capture is to be analyzed whole."""
     from pcapstate import streaming
-    from pcapstate.decode.capture_set import expand, is_set
+    from pcapstate.decode.capture_set import expand, is_set, total_size
     from pcapstate.jobs import resolve
     from pcapstate.progress import Progress
 
     as_set = is_set(captures)
     source = expand(captures) if as_set else captures[0]
-    size = _input_size(captures)
+    size = total_size(source if as_set else [source])  # (read once: the parts' count uses it too)
     threads = resolve(jobs, size // 100)  # as for the whole capture (about 100 bytes a packet)
-    count = streaming.partitions_for(source, decoder, threads)
+    count = streaming.partitions_for(source, decoder, threads, size)
     if count <= 1:
         return False
     progress = Progress(size)

@@ -66,20 +66,20 @@ _ROW = "global row"  # the column of a spilled packet's row in the whole trace (
 __all__ = ["HelperDied", "NeedsWholeFile", "SpillError", "Streamed", "analyze", "merge_runs", "partitions_for"]
 
 
-def partitions_for(captures, decoder: str = "dpkt", jobs: int = 1) -> int:
+def partitions_for(captures, decoder: str = "dpkt", jobs: int = 1, size: int | None = None) -> int:
     """Into how many parts a capture is cut: 1 (analyzed whole) unless the file, or the set of files
     (``captures``: a list of paths), is longer than :data:`PARTITION_BYTES` and read by the compiled decoder.
 
     With ``jobs`` processes analyzing parts side by side, the parts are ``jobs`` times smaller, so those
     in memory at once still hold about :data:`PARTITION_BYTES` of capture, and a multiple of ``jobs``
-    (every process gets as many)."""
+    (every process gets as many).  ``size``: the files' bytes, when the caller has them already."""
     from pcapstate import jit
 
     paths = [captures] if isinstance(captures, (str, os.PathLike)) else list(captures)
     if decoder != "dpkt" or not jit.ENABLED or not paths:
         return 1
     try:
-        size = sum(os.path.getsize(path) for path in paths)
+        size = sum(os.path.getsize(path) for path in paths) if size is None else size
     except OSError:
         return 1  # the whole-file reader says what is wrong
     if size <= PARTITION_BYTES:
