@@ -399,9 +399,9 @@ def _spill_tables(setting: dict, where: Path, count: int, numbers: list[np.ndarr
 
 class _Helpers:
     """``--jobs N`` for the parts: N - 1 processes forked at the start (so they share only this process's
-    modules, not the decoded capture's heap), each analyzing its share of the parts while this process
-    analyzes its own: part ``p`` goes to process ``p % N``, this one being 0.  The parts' analyses are
-    mostly Python, which threads could not run side by side."""
+    modules, not the decoded capture's heap), analyzing parts while this process analyzes its own share:
+    every N-th part is this one's, the others go to the helpers as they come free.  The parts' analyses
+    are mostly Python, which threads could not run side by side."""
 
     def __init__(self, count: int) -> None:
         self.pool, self.count = None, count
@@ -417,8 +417,8 @@ class _Helpers:
                 self.close()
 
     def starmap(self, function, arguments: list[tuple]) -> list:
-        """``function(*a)`` for each ``a`` of ``arguments``, in order: the ``p``-th in process ``p % N``
-        (this one for 0).  ``function`` must be this module's (a helper finds it by name)."""
+        """``function(*a)`` for each ``a`` of ``arguments``, in order: every N-th here (the 0th first), the
+        others in the helpers.  ``function`` must be this module's (a helper finds it by name)."""
         from concurrent.futures.process import BrokenProcessPool
 
         if self.pool is None:

@@ -381,7 +381,8 @@ def test_parts_analyzed_side_by_side_in_processes_print_the_same(synthetic, tmp_
         write_tables("json", streamed.tables, None, str(synthetic), stdout=out)
     assert (out.getvalue(), streamed.warnings) == expected
     seen = pids.read_text().split()
-    assert len(seen) == partitions and len(set(seen)) == jobs and str(os.getpid()) in seen
+    assert len(seen) == partitions and str(os.getpid()) in seen
+    assert 2 <= len(set(seen)) <= jobs  # (helpers take the parts that are not this process's as they come free)
     assert not multiprocessing.active_children()  # the helpers are gone
 
 
