@@ -136,34 +136,31 @@ def analyze(source, partitions: int, *, tables: tuple[str, ...], time_wait: floa
         raise SpillError(spill_dir or tempfile.gettempdir(), error) from None
     helpers = _Helpers(jobs - 1 if partitions > 1 else 0)  # forked now, while this process is small
     try:
-        where = Path(spill.name)
-        members = _members([os.fspath(p) for p in source] if is_set else [os.fspath(source)], is_set)
-        spilled = _spill_packets(members, is_set, partitions, window_records, where)
-        name, stats, files = _described(members, is_set, specs if specs is not None else source)
-        read_warnings = len(stats.warnings)
-        warnings = list(stats.warnings)
-        if spilled.backwards:
-            warnings.append(f"{spilled.backwards} packets are earlier than the packet before them in the file; "
-                            "replayed in timestamp order")
-        setting = {"source": name, "files": files, "time_wait": time_wait, "thresholds": limits,
-                   "jobs": 1 if helpers.pool else jobs,  # (with helpers, a core per process)
-                   "end_ns": spilled.end_ns, "zeek_checksums": zeek_checksums}
-        numbers = None
-        if spilled.backwards:  # the numbering needs every part's connections first
-            numbers = parts_of.numbers(helpers.starmap(_keys, [(setting, where, p) for p in range(partitions)]))
-        made = _spill_tables(setting, where, partitions, numbers, tuple(tables), helpers)
-        chunked = _chunked_tables(made, where, partitions, limits, tuple(m.path for m in members) if is_set else ())
-        return Streamed(name, chunked, warnings, read_warnings, made.connections, stats, spilled.packets, spill)
+        with helpers:  # stopped before the spill is removed (a helper may still be writing its part there)
+            where = Path(spill.name)
+            members = _members([os.fspath(p) for p in source] if is_set else [os.fspath(source)], is_set)
+            spilled = _spill_packets(members, is_set, partitions, window_records, where)
+            name, stats, files = _described(members, is_set, specs if specs is not None else source)
+            read_warnings = len(stats.warnings)
+            warnings = list(stats.warnings)
+            if spilled.backwards:
+                warnings.append(f"{spilled.backwards} packets are earlier than the packet before them in the file; "
+                                "replayed in timestamp order")
+            setting = {"source": name, "files": files, "time_wait": time_wait, "thresholds": limits,
+                       "jobs": 1 if helpers.pool else jobs,  # (with helpers, a core per process)
+                       "end_ns": spilled.end_ns, "zeek_checksums": zeek_checksums}
+            numbers = None
+            if spilled.backwards:  # the numbering needs every part's connections first
+                numbers = parts_of.numbers(helpers.starmap(_keys, [(setting, where, p) for p in range(partitions)]))
+            made = _spill_tables(setting, where, partitions, numbers, tuple(tables), helpers)
+            chunked = _chunked_tables(made, where, partitions, limits, tuple(m.path for m in members) if is_set else ())
+            return Streamed(name, chunked, warnings, read_warnings, made.connections, stats, spilled.packets, spill)
     except OSError as error:  # (the capture's own read errors are CaptureReadError already)
-        helpers.close()  # first: a helper may still be writing its part there
         spill.cleanup()
         raise SpillError(spill.name, error) from None
     except BaseException:  # Ctrl-C too
-        helpers.close()
         spill.cleanup()
         raise
-    finally:
-        helpers.close()
 
 
 class SpillError(PcapstateError):
@@ -430,6 +427,12 @@ class _Helpers:
             return [mine[p] if p in mine else others[p].result() for p in range(len(arguments))]
         except BrokenProcessPool:  # (the system ran out of memory and stopped one, say)
             raise HelperDied() from None
+
+    def __enter__(self) -> "_Helpers":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def close(self) -> None:
         if self.pool is not None:
