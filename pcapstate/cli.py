@@ -218,7 +218,11 @@ def _analyze_streaming(captures: tuple[str, ...], decoder: str, fmt: str, output
         read = streamed.read_warnings  # as load() prints them, then those of the replay
         _print_warnings(None if as_set else streamed.source, streamed.warnings[:read])
         _print_warnings(streamed.source, streamed.warnings[read:])
-        _write_tables(fmt, streamed.tables, output, streamed.source, threads)
+        if fmt == "json":  # the helpers print tables while this process prints the first
+            from pcapstate.report.jsonout import write_table_file
+
+            streamed.print_ahead(write_table_file)
+        _write_tables(fmt, streamed.tables, output, streamed.source, 1 if streamed.has_helpers else threads)
     return True
 
 

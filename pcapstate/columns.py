@@ -219,10 +219,18 @@ class ChunkedTable:
     whether any of its times has a part below the microsecond (what the JSON
     writer must know before the first row).  The writers print it a chunk at
     a time; :meth:`whole` puts it together, for what needs it all.
+    ``printed``: None, or a callable giving a file that holds the table
+    already printed as a JSON array (by a helper process,
+    :meth:`pcapstate.streaming.Streamed.print_ahead`), for the JSON writer to
+    copy out.
     """
 
     def __init__(self, names: list[str], length: int, nanoseconds: bool, chunks) -> None:
         self.names, self.length, self.nanoseconds, self._chunks = list(names), length, nanoseconds, chunks
+        self.printed = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "printed": None}  # (a file printed ahead is for this process to copy out)
 
     def __len__(self) -> int:
         return self.length

@@ -13,7 +13,7 @@ byte for byte what the whole-file analysis prints:
 2. **Analyze.**  Each part is replayed (the compiled replay, with the
    capture's end for the end-of-capture close) and analyzed as a part of the
    trace; each table, sorted in its order (:func:`pcapstate.results.in_order`),
-   is spilled in chunks of ``MERGE_ROWS / partitions`` rows.  The half-open
+   is spilled in chunks of ``MERGE_ROWS / partitions / jobs`` rows.  The half-open
    connections of all parts make the ``half_open_flood`` findings
    (:func:`pcapstate.partitions.floods`).  With ``jobs`` N, N - 1 helper
    processes, forked before anything is decoded, analyze their share of the
@@ -60,7 +60,8 @@ PARTITION_BYTES = 32 << 20  # of capture file in memory at once (one part, or on
 # more time (parts of 24 MiB, one job, synth-100k: 0.2-0.4 s more than 48 MiB).
 MAX_PARTITIONS = 512  # each part's file is open while the capture is read (1,024 open files is a common limit):
 # beyond 16 GiB of capture the parts grow instead
-MERGE_ROWS = 1 << 18  # rows of a table held by the merge, over all parts: each part spills chunks of a share
+MERGE_ROWS = 1 << 18  # rows of tables held by the merges, over all parts and processes (with helpers, each prints
+# tables too, :meth:`Streamed.print_ahead`): each part spills chunks of a share
 _ROW = "global row"  # the column of a spilled packet's row in the whole trace (no packet column has a space)
 
 __all__ = ["HelperDied", "NeedsWholeFile", "SpillError", "Streamed", "analyze", "merge_runs", "partitions_for"]
@@ -91,7 +92,8 @@ def partitions_for(captures, decoder: str = "dpkt", jobs: int = 1, size: int | N
 
 @dataclass
 class Streamed:
-    """What :func:`analyze` made: the tables to print, and the warnings to say first."""
+    """What :func:`analyze` made: the tables to print, and the warnings to say first.  Close it when they are
+    printed: that ends the helpers and removes the spill."""
 
     source: str
     tables: dict  # name -> ChunkedTable
@@ -101,9 +103,44 @@ class Streamed:
     stats: DecodeStats
     packets: int
     spill: tempfile.TemporaryDirectory = field(repr=False)
+    helpers: "_Helpers | None" = field(default=None, repr=False)
+
+    @property
+    def has_helpers(self) -> bool:
+        return self.helpers is not None and self.helpers.pool is not None
+
+    def print_ahead(self, print_into) -> None:
+        """With helper processes, the tables printed side by side before the writer goes through them: each
+        table but the first printed into a file of the spill by ``print_into(table, path)`` (a module-level
+        function), the largest in the helpers, the others here; its :attr:`ChunkedTable.printed` then waits
+        for that file, which the writer copies out after printing the first table itself.  The tables are
+        shared out by their cells (rows times columns), the first counted as this process's.  Without
+        helpers, nothing: the writer prints each table as it goes."""
+        if not self.has_helpers:
+            return
+        names = list(self.tables)
+        cells = {name: max(1, len(self.tables[name]) * len(self.tables[name].names)) for name in names}
+        mine = _shares(cells, self.helpers.count + 1, first=names[0])
+        for name in names[1:]:  # the helpers' first, so they start as this process prints its own
+            if mine[name]:
+                continue
+            path = Path(self.spill.name) / f"{name}.printed"
+            self.tables[name].printed = _Printed(self.helpers.later(print_into, self.tables[name], path), path,
+                                                 self.spill.name)
+        for name in names[1:]:
+            if not mine[name]:
+                continue
+            path = Path(self.spill.name) / f"{name}.printed"
+            try:
+                print_into(self.tables[name], path)
+            except OSError as error:
+                raise SpillError(self.spill.name, error) from None
+            self.tables[name].printed = _Printed(None, path, self.spill.name)
 
     def close(self) -> None:
-        """Remove the spilled parts (the tables cannot be read after)."""
+        """End the helpers, then remove the spilled parts (the tables cannot be read after)."""
+        if self.helpers is not None:
+            self.helpers.close()
         self.spill.cleanup()
 
     def __enter__(self) -> "Streamed":
@@ -111,6 +148,36 @@ class Streamed:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _shares(costs: dict, processes: int, first: str) -> dict:
+    """Which of the tables this process prints (True) and which the helpers do: the costliest first, each to
+    the process with the least so far (``first`` is this process's from the start)."""
+    loads = [0] * processes
+    loads[0] = costs[first]
+    mine = {first: True}
+    for name in sorted((n for n in costs if n != first), key=lambda n: -costs[n]):
+        least = min(range(processes), key=lambda k: (loads[k], k))
+        loads[least] += costs[name]
+        mine[name] = least == 0
+    return mine
+
+
+@dataclass
+class _Printed:
+    """A table printed ahead into ``path``, by a helper (``pending`` waits for it) or by this process (None)."""
+
+    pending: object
+    path: Path
+    spill: str
+
+    def __call__(self) -> Path:
+        if self.pending is not None:
+            try:
+                self.pending()
+            except OSError as error:
+                raise SpillError(self.spill, error) from None
+        return self.path
 
 
 def analyze(source, partitions: int, *, tables: tuple[str, ...], time_wait: float = 60.0, jobs: int = 1,
@@ -134,33 +201,36 @@ def analyze(source, partitions: int, *, tables: tuple[str, ...], time_wait: floa
         spill = tempfile.TemporaryDirectory(prefix="pcapstate-", dir=spill_dir, ignore_cleanup_errors=True)
     except OSError as error:
         raise SpillError(spill_dir or tempfile.gettempdir(), error) from None
+    gc.freeze()  # what is loaded so far is never garbage: each part's collection skips it (helpers too)
     helpers = _Helpers(jobs - 1 if partitions > 1 else 0)  # forked now, while this process is small
     try:
-        with helpers:  # stopped before the spill is removed (a helper may still be writing its part there)
-            where = Path(spill.name)
-            members = _members([os.fspath(p) for p in source] if is_set else [os.fspath(source)], is_set)
-            spilled = _spill_packets(members, is_set, partitions, window_records, where)
-            name, stats, files = _described(members, is_set, specs if specs is not None else source)
-            read_warnings = len(stats.warnings)
-            warnings = list(stats.warnings)
-            if spilled.backwards:
-                warnings.append(f"{spilled.backwards} packets are earlier than the packet before them in the file; "
-                                "replayed in timestamp order")
-            setting = {"source": name, "files": files, "time_wait": time_wait, "thresholds": limits,
-                       "jobs": 1 if helpers.pool else jobs,  # (with helpers, a core per process)
-                       "end_ns": spilled.end_ns, "zeek_checksums": zeek_checksums}
-            numbers = None
-            if spilled.backwards:  # the numbering needs every part's connections first
-                numbers = parts_of.numbers(helpers.starmap(_keys, [(setting, where, p) for p in range(partitions)]))
-            made = _spill_tables(setting, where, partitions, numbers, tuple(tables), helpers)
-            chunked = _chunked_tables(made, where, partitions, limits, tuple(m.path for m in members) if is_set else ())
-            return Streamed(name, chunked, warnings, read_warnings, made.connections, stats, spilled.packets, spill)
-    except OSError as error:  # (the capture's own read errors are CaptureReadError already)
+        where = Path(spill.name)
+        members = _members([os.fspath(p) for p in source] if is_set else [os.fspath(source)], is_set)
+        spilled = _spill_packets(members, is_set, partitions, window_records, where)
+        name, stats, files = _described(members, is_set, specs if specs is not None else source)
+        read_warnings = len(stats.warnings)
+        warnings = list(stats.warnings)
+        if spilled.backwards:
+            warnings.append(f"{spilled.backwards} packets are earlier than the packet before them in the file; "
+                            "replayed in timestamp order")
+        setting = {"source": name, "files": files, "time_wait": time_wait, "thresholds": limits,
+                   "jobs": 1 if helpers.pool else jobs,  # (with helpers, a core per process)
+                   "end_ns": spilled.end_ns, "zeek_checksums": zeek_checksums}
+        numbers = None
+        if spilled.backwards:  # the numbering needs every part's connections first
+            numbers = parts_of.numbers(helpers.starmap(_keys, [(setting, where, p) for p in range(partitions)]))
+        made = _spill_tables(setting, where, partitions, numbers, tuple(tables), helpers)
+        chunked = _chunked_tables(made, where, partitions, limits, tuple(m.path for m in members) if is_set else ())
+        return Streamed(name, chunked, warnings, read_warnings, made.connections, stats, spilled.packets, spill,
+                        helpers)
+    except BaseException as error:  # Ctrl-C too
+        helpers.close()  # before the spill is removed: a helper may still be writing its part there
         spill.cleanup()
-        raise SpillError(spill.name, error) from None
-    except BaseException:  # Ctrl-C too
-        spill.cleanup()
+        if isinstance(error, OSError):  # (the capture's own read errors are CaptureReadError already)
+            raise SpillError(spill.name, error) from None
         raise
+    finally:
+        gc.unfreeze()
 
 
 class SpillError(PcapstateError):
@@ -168,8 +238,8 @@ class SpillError(PcapstateError):
 
     def __init__(self, where: str, error: OSError) -> None:
         super().__init__(f"{where}: cannot write the parts of a long capture there "
-                         f"({error.strerror or error}); set TMPDIR to a directory with room for about the "
-                         "capture's size")
+                         f"({error.strerror or error}); set TMPDIR to a directory with room for about twice "
+                         "the capture's size")
 
 
 # --- 1. decode and spill ------------------------------------------------------------------
@@ -360,12 +430,22 @@ class _Made:
     connections: int = 0
     first_rows: list = field(default_factory=list)  # per part, its connections' stand-in ids (or none)
 
-    def renumbering(self):
+    def renumbering(self) -> "_Renumbering | None":
         """Stand-in ids -> numbers (None when the parts were numbered already)."""
         if not self.first_rows:
             return None
-        ranked = np.sort(np.concatenate(self.first_rows))
-        return lambda ids: np.searchsorted(ranked, ids).astype(np.int64)
+        return _Renumbering(np.sort(np.concatenate(self.first_rows)))
+
+
+@dataclass
+class _Renumbering:
+    """A connection's number from its stand-in id: the id's rank among every part's (a class, not a
+    closure, so a helper can be sent it)."""
+
+    ranked: np.ndarray
+
+    def __call__(self, ids: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.ranked, ids).astype(np.int64)
 
 
 def _spill_tables(setting: dict, where: Path, count: int, numbers: list[np.ndarray] | None, tables: tuple,
@@ -379,7 +459,8 @@ def _spill_tables(setting: dict, where: Path, count: int, numbers: list[np.ndarr
     # part replayed on a thread while this one's tables are made (0.1 s sooner, 1.6x the memory; with parts
     # half as large, as fast and as big as this).
     numbered = [None if numbers is None else numbers[p] for p in range(count)]
-    for one in helpers.starmap(_one_part, [(setting, where, count, tables, p, numbered[p]) for p in range(count)]):
+    chunk_rows = max(64, MERGE_ROWS // count // (helpers.count + 1))
+    for one in helpers.starmap(_one_part, [(setting, where, chunk_rows, tables, p, numbered[p]) for p in range(count)]):
         if one is None:
             continue
         if numbers is None:
@@ -415,18 +496,27 @@ class _Helpers:
 
     def starmap(self, function, arguments: list[tuple]) -> list:
         """``function(*a)`` for each ``a`` of ``arguments``, in order: every N-th here (the 0th first), the
-        others in the helpers.  ``function`` must be this module's (a helper finds it by name)."""
-        from concurrent.futures.process import BrokenProcessPool
-
+        others in the helpers.  ``function`` must be a module's own (a helper finds it by name)."""
         if self.pool is None:
             return [function(*a) for a in arguments]
         processes = self.count + 1
-        others = {p: self.pool.submit(function, *a) for p, a in enumerate(arguments) if p % processes}
+        others = {p: self.later(function, *a) for p, a in enumerate(arguments) if p % processes}
         mine = {p: function(*a) for p, a in enumerate(arguments) if p % processes == 0}
-        try:
-            return [mine[p] if p in mine else others[p].result() for p in range(len(arguments))]
-        except BrokenProcessPool:  # (the system ran out of memory and stopped one, say)
-            raise HelperDied() from None
+        return [mine[p] if p in mine else others[p]() for p in range(len(arguments))]
+
+    def later(self, function, *arguments):
+        """``function(*arguments)`` in the first helper free: a callable that waits for its result."""
+        future = self.pool.submit(function, *arguments)
+
+        def result():
+            from concurrent.futures.process import BrokenProcessPool
+
+            try:
+                return future.result()
+            except BrokenProcessPool:  # (the system ran out of memory and stopped one, say)
+                raise HelperDied() from None
+
+        return result
 
     def __enter__(self) -> "_Helpers":
         return self
@@ -465,12 +555,14 @@ class HelperDied(PcapstateError):
                          "(out of memory?); --jobs 1 analyzes them in this process only")
 
 
-def _one_part(setting: dict, where: Path, count: int, tables: tuple, p: int, numbered) -> dict | None:
+def _one_part(setting: dict, where: Path, chunk_rows: int, tables: tuple, p: int, numbered) -> dict | None:
     """Part ``p`` analyzed with its connections named ``numbered`` (None: by their first packet's row), its
-    tables spilled; what :func:`_spill_tables` keeps of it (None for a part without packets)."""
+    tables spilled in chunks of ``chunk_rows``; what :func:`_spill_tables` keeps of it (None for a part
+    without packets)."""
     from pcapstate.results import in_order
 
     parts = _read_parts(_packets_file(where, p))
+    _packets_file(where, p).unlink(missing_ok=True)  # read for the last time: its room is the tables' now
     if not parts:
         return None
     part = parts_of.analyze_partition(setting, *parts)
@@ -482,10 +574,9 @@ def _one_part(setting: dict, where: Path, count: int, tables: tuple, p: int, num
     for name in tables:
         table = in_order(name, part.analysis.columnar(name))
         made[name] = (table.names, len(table), has_nanoseconds(table))
-        rows = max(64, MERGE_ROWS // count)  # so the merge holds as much however many parts there are
         with open(_table_file(where, name, p), "wb") as handle:
-            for start in range(0, len(table), rows):
-                dump_table(compacted(table.take(np.arange(start, min(start + rows, len(table))))), handle)
+            for start in range(0, len(table), chunk_rows):
+                dump_table(compacted(table.take(np.arange(start, min(start + chunk_rows, len(table))))), handle)
     half = parts_of.half_open_of(part.analysis) if "anomalies" in tables else None
     del part, table  # before the next part is read, and its reference cycles with it (the CLI turns off gc)
     gc.collect()
@@ -496,7 +587,7 @@ def _one_part(setting: dict, where: Path, count: int, tables: tuple, p: int, num
 
 
 def _chunked_tables(made: _Made, where: Path, count: int, limits, names: tuple) -> dict:
-    from pcapstate.results import in_order, order_keys
+    from pcapstate.results import in_order
 
     number = made.renumbering()
     extra = {}
@@ -507,16 +598,30 @@ def _chunked_tables(made: _Made, where: Path, count: int, limits, names: tuple) 
         extra["anomalies"] = floods
         made.lengths["anomalies"] += len(floods)
         made.nanoseconds["anomalies"] |= has_nanoseconds(floods)
-
-    def chunks(name: str):
-        runs = [_read_each(_table_file(where, name, p)) for p in range(count)]
-        if name in extra:
-            runs.append([extra[name]])
-        merged = merge_runs(runs, lambda table: order_keys(name, table))  # (stand-in ids sort as numbers do)
-        return merged if number is None else (_renumbered(chunk, number) for chunk in merged)
-
-    return {name: ChunkedTable(names, made.lengths[name], made.nanoseconds[name], lambda name=name: chunks(name))
+    return {name: ChunkedTable(names, made.lengths[name], made.nanoseconds[name],
+                               _Merge(where, count, name, extra.get(name), number))
             for name, names in made.names.items()}
+
+
+@dataclass
+class _Merge:
+    """A table's chunks, read from the parts' spilled runs as they merge: what a :class:`ChunkedTable`
+    of :func:`_chunked_tables` calls for them (a class, not a closure, so a helper can be sent it)."""
+
+    where: Path
+    count: int
+    name: str
+    extra: Table | None  # a run of rows made after the parts (the floods), or None
+    number: _Renumbering | None  # stand-in ids -> numbers, or None when the parts were numbered already
+
+    def __call__(self):
+        from pcapstate.results import order_keys
+
+        runs = [_read_each(_table_file(self.where, self.name, p)) for p in range(self.count)]
+        if self.extra is not None:
+            runs.append([self.extra])
+        merged = merge_runs(runs, lambda table: order_keys(self.name, table))  # (stand-ins sort as numbers)
+        return merged if self.number is None else (_renumbered(chunk, self.number) for chunk in merged)
 
 
 def _renumbered(chunk: Table, number) -> Table:

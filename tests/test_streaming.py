@@ -25,6 +25,7 @@ from pcapstate.columns import Table, texts
 from pcapstate.decode import read_capture
 from pcapstate.errors import PcapstateError
 from pcapstate.report.formats import write_tables
+from pcapstate.report.jsonout import write_table_file
 from synthetic import pcap_records, with_swapped_records, write_synthetic
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,8 +43,11 @@ def whole_json(path: Path, **thresholds) -> tuple[str, list[str]]:
 
 def streamed_json(path: Path, partitions: int, window: int, fmt: str = "json", jobs: int = 1,
                   **thresholds) -> tuple[str, list[str]]:
+    """As the command line prints it: with jobs, the helpers print JSON tables ahead."""
     with streaming.analyze(str(path), partitions, tables=OUTPUT_TABLES, window_records=window, jobs=jobs,
                            **thresholds) as streamed:
+        if fmt == "json":
+            streamed.print_ahead(write_table_file)
         out = io.StringIO()
         write_tables(fmt, streamed.tables, None, str(path), stdout=out)
         return out.getvalue(), streamed.warnings
@@ -405,6 +409,53 @@ def test_cli_jobs_2_in_parts_prints_the_same(synthetic, tmp_path, monkeypatch):
     assert (parts.stdout, parts.stderr) == (whole.stdout, whole.stderr)
 
 
+PRINTERS_NOTED = """
+import os, sys
+from pcapstate import streaming
+from pcapstate.cli import main
+from pcapstate.report import jsonout
+real = jsonout.write_table_file
+def noted(table, path):
+    with open(sys.argv[1], "a") as printers:
+        printers.write(f"{path.name} {os.getpid()}\\n")
+    return real(table, path)
+jsonout.write_table_file = noted
+streaming.PARTITION_BYTES = 100_000
+main(["analyze", sys.argv[2], "--format", "json", "--jobs", sys.argv[3]] + sys.argv[4:])
+"""
+
+
+@pytest.mark.parametrize("to_file", [False, True])
+def test_cli_jobs_2_json_tables_printed_ahead_by_the_helper_print_the_same(synthetic, tmp_path, to_file):
+    """The largest table is printed into the spill by the helper while the main process prints the first
+    (flows) and the small ones; the document is byte for byte the one-process, whole-capture one."""
+    import os
+
+    whole = CliRunner().invoke(cli, ["analyze", str(synthetic), "--format", "json", "--jobs", "1"])
+    printers = tmp_path / "printers"
+    out = ["-o", str(tmp_path / "out.json")] if to_file else []
+    env = {k: v for k, v in os.environ.items() if k not in ("PCAPSTATE_NO_JIT", "PCAPSTATE_CORE")}  # (parts: compiled)
+    run = subprocess.run([sys.executable, "-c", PRINTERS_NOTED, str(printers), str(synthetic), "2"] + out,
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert run.returncode == 0, run.stderr
+    printed = (tmp_path / "out.json").read_text() if to_file else run.stdout
+    assert (printed, run.stderr) == (whole.stdout, whole.stderr)
+    by = dict(line.split() for line in printers.read_text().splitlines())
+    assert sorted(by) == [f"{name}.printed" for name in sorted(OUTPUT_TABLES) if name != "flows"]
+    assert by["transitions.printed"] != by["retries.printed"]  # the largest in the helper, the others here
+    assert len(set(by.values())) == 2
+
+
+def test_tables_are_shared_out_for_printing_by_cells():
+    costs = {"flows": 230, "transitions": 990, "retransmissions": 52, "retries": 21, "anomalies": 20}
+    assert streaming._shares(costs, 2, first="flows") == {
+        "flows": True, "transitions": False, "retransmissions": True, "retries": True, "anomalies": True}
+    costs = {"flows": 900, "transitions": 500, "retransmissions": 450, "retries": 1, "anomalies": 1}
+    assert streaming._shares(costs, 3, first="flows") == {
+        "flows": True, "transitions": False, "retransmissions": False, "retries": False, "anomalies": False}
+    assert streaming._shares({"flows": 1, "transitions": 9}, 1, first="flows") == {"flows": True, "transitions": True}
+
+
 HELPER_FILLS_THE_DISK = """
 def fails_in_a_helper(table, handle):
     if os.getpid() != parent and "packets" not in handle.name:
@@ -420,11 +471,27 @@ def fails_in_a_helper(table, handle):
 streaming.dump_table = fails_in_a_helper
 """
 
+HELPER_PRINTING_FILLS_THE_DISK = """
+from pcapstate.report import jsonout
+real_print = jsonout.write_table_file
+def fails_in_a_helper(table, path):
+    if os.getpid() != parent:
+        raise OSError(errno.ENOSPC, "No space left on device")
+    return real_print(table, path)
+jsonout.write_table_file = fails_in_a_helper
+"""
+HELPER_PRINTING_IS_KILLED = HELPER_PRINTING_FILLS_THE_DISK.replace(
+    'raise OSError(errno.ENOSPC, "No space left on device")', "os.kill(os.getpid(), signal.SIGKILL)")
+
 
 @pytest.mark.parametrize("failure,said", [(HELPER_FILLS_THE_DISK, "No space left on device"),
-                                          (HELPER_IS_KILLED, "stopped before it was done (out of memory?)")])
+                                          (HELPER_IS_KILLED, "stopped before it was done (out of memory?)"),
+                                          (HELPER_PRINTING_FILLS_THE_DISK, "No space left on device"),
+                                          (HELPER_PRINTING_IS_KILLED, "stopped before it was done (out of memory?)")],
+                         ids=["spilling, disk full", "spilling, killed", "printing, disk full", "printing, killed"])
 def test_a_helper_process_failing_is_a_one_line_error_and_nothing_is_left(synthetic, tmp_path, failure, said):
-    """A forked process fails while it writes its part's tables: a one-line error, the spill removed."""
+    """A forked process fails while it writes its part's tables, or prints a table ahead: a one-line
+    error, the spill removed."""
     import os
 
     spill = tmp_path / "spill"

@@ -118,7 +118,10 @@ def write_table(table, out: IO[str], jobs: int = 1) -> None:
     from pcapstate.report import json_rows
 
     if isinstance(table, ChunkedTable):
-        _write_chunked(table, out, jobs)
+        if table.printed is not None:
+            _copy_out(table.printed(), out)
+        else:
+            _write_chunked(table, out, jobs)
         return
     table = as_table(table)
     if not len(table):
@@ -127,6 +130,27 @@ def write_table(table, out: IO[str], jobs: int = 1) -> None:
         json_rows.write_records(table, out, _time_unit(table), jobs)
     else:
         out.write(table_json(table.to_pandas()))
+
+
+def write_table_file(table, path) -> None:
+    """:func:`write_table` into a new file ``path``: a table printed ahead, in a helper process
+    (:meth:`pcapstate.streaming.Streamed.print_ahead`)."""
+    with open(path, "w", encoding="utf-8") as handle:
+        write_table(table, handle)
+
+
+def _copy_out(path, out: IO[str]) -> None:
+    """The text of file ``path`` written to ``out``: as bytes into a text file's binary buffer, else as text."""
+    import shutil
+
+    raw = getattr(out, "buffer", None)
+    if raw is None:
+        with open(path, encoding="utf-8") as source:
+            shutil.copyfileobj(source, out, 1 << 20)
+        return
+    out.flush()  # (what the text layer holds goes first)
+    with open(path, "rb") as source:
+        shutil.copyfileobj(source, raw, 1 << 20)
 
 
 def _write_chunked(table: ChunkedTable, out: IO[str], jobs: int) -> None:
