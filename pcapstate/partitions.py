@@ -53,12 +53,12 @@ def split(table: PacketTable, rows, frames, file_index: int | None, count: int) 
         columns["file_frame"] = table["frame"].astype(SET_COLUMNS["file_frame"])
     part = partition_of(table, count)
     order = np.argsort(part, kind="stable")
-    bounds = np.searchsorted(part[order], np.arange(count + 1))
-    parts = []
-    for p in range(count):
-        pick = order[bounds[p]:bounds[p + 1]]
-        parts.append((rows[pick], {name: np.take(column, pick, axis=0) for name, column in columns.items()}))
-    return parts
+    bounds = np.searchsorted(part[order], np.arange(count + 1)).tolist()
+    # Each column gathered once in part order, each part a slice of it: a gather per part and column took
+    # twice as long on windows of a few hundred thousand packets in 14 parts.
+    rows = np.asarray(rows)[order]
+    columns = {name: np.take(column, order, axis=0) for name, column in columns.items()}
+    return [(rows[a:b], {name: column[a:b] for name, column in columns.items()}) for a, b in zip(bounds, bounds[1:])]
 
 
 def one_after_another(files) -> bool:

@@ -126,6 +126,18 @@ def test_every_column_kind_is_pandas_bytes():
     assert ours(frame) == table_json(frame)
 
 
+def test_a_second_or_whole_part_printed_before_is_reused_only_when_it_is_the_same():
+    """The printer copies the text of a time's second, or a float's whole part, when the row before had the
+    same: times and floats that repeat, change, go back, carry into the next whole, or are null between."""
+    ns = [1_790_000_000_000_001_000, 1_790_000_000_999_999_000, 1_790_000_001_000_000_000, 1_789_999_999_500_000_000,
+          None, 1_790_000_000_000_002_000, 1_790_086_400_000_000_000, 1_790_000_000_000_000_000]
+    floats = [5.9999996, 6.25, 5.5, 5.9999996, -6.5, math.nan, 6.0, 1790000000.000001, 1790000000.5, 17.0]
+    frame = pd.DataFrame({"t": pd.to_datetime(ns + [None, None], utc=True), "f": floats,
+                          "g": list(reversed(floats))})
+    assert json_rows.supported(frame)
+    assert ours(frame) == table_json(frame)
+
+
 def test_values_pandas_prints_in_exponent_notation_fall_back_to_pandas():
     for value in (3e16, 1e-20):
         frame = pd.DataFrame({"x": [1.0, value]})

@@ -286,17 +286,29 @@ def _emit(out: IO[str], raw, printed: np.ndarray) -> None:
 # --- the compiled printer --------------------------------------------------------------
 
 
+_NO_KEY = -(1 << 63)  # a cache's key before its first value (no time's second, no float's whole part)
+_CACHED = 24  # bytes a cache keeps: a quote and "YYYY-MM-DDTHH:MM:SS" (20), or a whole part's digits (up to 17)
+
+
 @entry("u1[::1]", "i8", "i8", "i8[::1]", "i8[::1]", "i8[::1]", "i8[:, ::1]", "f8[:, ::1]", "b1[:, ::1]", "readonly u1[::1]", "i8[::1]", "i8[::1]", "readonly u1[::1]", "i8[::1]", "b1")
 def _write_rows(buf, first, count, kind, slot, null_slot, ints, floats, null, table, table_offsets, table_start, keys,
                 key_offsets, nanoseconds):
     """``count`` rows of the chunk matrices as records, row ``first`` of the table first (a comma before each
-    but the table's very first); bytes written."""
+    but the table's very first); bytes written.
+
+    Each time and float column keeps the text of its last value's second (date and time of day) or whole
+    part: rows near in time share it, and copying it is quicker than printing it again.
+    """
+    columns = kind.shape[0]
+    cache = np.empty((columns, _CACHED), dtype=np.uint8)
+    cache_key = np.full(columns, _NO_KEY, dtype=np.int64)
+    cache_length = np.zeros(columns, dtype=np.int64)
     at = 0
     for row in range(count):
         if first + row > 0:
             buf[at] = 44  # ,
             at += 1
-        for j in range(kind.shape[0]):
+        for j in range(columns):
             at = _copy(buf, at, keys, key_offsets[j], key_offsets[j + 1])
             values = slot[j]
             if kind[j] == CODES:
@@ -312,9 +324,12 @@ def _write_rows(buf, first, count, kind, slot, null_slot, ints, floats, null, ta
                 at = _integer(buf, at, ints[values, row])
             elif kind[j] == FLOAT:
                 value = floats[values, row]
-                at = _null(buf, at) if value != value else _float6(buf, at, value)
+                if value != value:
+                    at = _null(buf, at)
+                else:
+                    at = _float6_cached(buf, at, value, cache[j], cache_key, cache_length, j)
             else:
-                at = _iso_time(buf, at, ints[values, row], nanoseconds)
+                at = _iso_time(buf, at, ints[values, row], nanoseconds, cache[j], cache_key, j)
         buf[at] = 125  # }
         at += 1
     return at
@@ -346,18 +361,37 @@ def _null(buf, at):
 
 @inline
 def _digits(buf, at, value, width):
-    """``value`` (>= 0) in decimal, left-padded with zeros to ``width`` digits (0: no padding)."""
+    """``value`` (>= 0) in decimal, left-padded with zeros to ``width`` digits (0: no padding): two digits a
+    division, from the last."""
     count = 1
-    probe = value
-    while probe >= 10:
-        probe //= 10
+    bound = 10
+    while count < 19 and value >= bound:
         count += 1
+        bound *= 10
     if count < width:
         count = width
-    for i in range(count - 1, -1, -1):
-        buf[at + i] = 48 + value % 10
-        value //= 10
-    return at + count
+    end = at + count
+    i = end
+    while value >= 100:
+        rest = value // 100
+        pair = value - rest * 100
+        tens = pair // 10
+        buf[i - 2] = 48 + tens
+        buf[i - 1] = 48 + pair - tens * 10
+        i -= 2
+        value = rest
+    if value >= 10:
+        tens = value // 10
+        buf[i - 2] = 48 + tens
+        buf[i - 1] = 48 + value - tens * 10
+        i -= 2
+    else:
+        buf[i - 1] = 48 + value
+        i -= 1
+    while i > at:
+        i -= 1
+        buf[i] = 48
+    return end
 
 
 @inline
@@ -379,59 +413,76 @@ def _copy_text_min64(buf, at):
 
 
 @inline
-def _float6(buf, at, value):
-    """The way pandas' JSON encoder prints a double with six decimals (its modp_dtoa):
-
-    the fraction is rounded to six digits (halves up when the last digit is
-    odd or zero), trailing zeros dropped, ".0" when nothing is left.
-    """
-    if value < 0:
-        buf[at] = 45
-        at += 1
-        value = -value
+def _float6_parts(value):
+    """The whole part and the six-digit fraction (with its trailing zeros) that pandas' JSON encoder (its
+    modp_dtoa) prints for ``value`` >= 0: the fraction rounded to six digits, halves up when the last digit
+    is odd or zero; .9999995 and up carries into the whole part."""
     whole = np.uint64(value)
     scaled = (value - np.float64(whole)) * 1e6
     frac = np.uint64(scaled)
     diff = scaled - np.float64(frac)
     if diff > 0.5 or (diff == 0.5 and (frac == np.uint64(0) or frac & np.uint64(1))):
         frac += np.uint64(1)
-        if frac >= np.uint64(1000000):  # .9999995 and up: the whole part carries
+        if frac >= np.uint64(1000000):
             frac = np.uint64(0)
             whole += np.uint64(1)
-    at = _digits(buf, at, np.int64(whole), 0)
-    buf[at] = 46  # .
-    at += 1
-    if frac == np.uint64(0):
-        buf[at] = 48
-        return at + 1
-    digits = 6
-    f = np.int64(frac)
-    while f % 10 == 0:
-        f //= 10
-        digits -= 1
-    return _digits(buf, at, f, digits)
+    return np.int64(whole), np.int64(frac)
 
 
 @inline
-def _iso_time(buf, at, ns, nanoseconds):
-    """``"YYYY-MM-DDTHH:MM:SS.ffffff[fff]Z"``: truncated to microseconds unless ``nanoseconds``."""
+def _fraction6(buf, at, frac):
+    """``.`` and the six-digit fraction without its trailing zeros (``.0`` for none)."""
+    buf[at] = 46  # .
+    at += 1
+    if frac == 0:
+        buf[at] = 48
+        return at + 1
+    digits = 6
+    while frac % 10 == 0:
+        frac //= 10
+        digits -= 1
+    return _digits(buf, at, frac, digits)
+
+
+@inline
+def _float6(buf, at, value):
+    """The way pandas' JSON encoder prints a double with six decimals: trailing zeros of the fraction
+    dropped, ".0" when nothing is left (:func:`_float6_parts`)."""
+    if value < 0:
+        buf[at] = 45
+        at += 1
+        value = -value
+    whole, frac = _float6_parts(value)
+    at = _digits(buf, at, whole, 0)
+    return _fraction6(buf, at, frac)
+
+
+@inline
+def _float6_cached(buf, at, value, cached, cache_key, cache_length, j):
+    """:func:`_float6`, the whole part's digits copied from ``cached`` (column ``j``'s) when it is the last
+    one's."""
+    if value < 0:
+        buf[at] = 45
+        at += 1
+        value = -value
+    whole, frac = _float6_parts(value)
+    if whole != cache_key[j]:
+        cache_length[j] = _digits(cached, 0, whole, 0)
+        cache_key[j] = whole
+    at = _copy(buf, at, cached, 0, cache_length[j])
+    return _fraction6(buf, at, frac)
+
+
+@inline
+def _iso_time(buf, at, ns, nanoseconds, cached, cache_key, j):
+    """``"YYYY-MM-DDTHH:MM:SS.ffffff[fff]Z"``: truncated to microseconds unless ``nanoseconds``; the text up to
+    the seconds copied from ``cached`` (column ``j``'s) when it is the last time's."""
     seconds = ns // 1000000000
     sub = ns - seconds * 1000000000
-    days = seconds // 86400
-    second_of_day = seconds - days * 86400
-    year, month, day = _civil_from_days(days)
-    buf[at] = 34  # "
-    at = _digits(buf, at + 1, year, 4)
-    buf[at] = 45
-    at = _digits(buf, at + 1, month, 2)
-    buf[at] = 45
-    at = _digits(buf, at + 1, day, 2)
-    buf[at] = 84  # T
-    at = _digits(buf, at + 1, second_of_day // 3600, 2)
-    buf[at] = 58  # :
-    at = _digits(buf, at + 1, (second_of_day // 60) % 60, 2)
-    buf[at] = 58
-    at = _digits(buf, at + 1, second_of_day % 60, 2)
+    if seconds != cache_key[j]:
+        _date_and_time(cached, seconds)
+        cache_key[j] = seconds
+    at = _copy(buf, at, cached, 0, 20)
     buf[at] = 46  # .
     if nanoseconds:
         at = _digits(buf, at + 1, sub, 9)
@@ -439,6 +490,26 @@ def _iso_time(buf, at, ns, nanoseconds):
         at = _digits(buf, at + 1, sub // 1000, 6)
     buf[at], buf[at + 1] = 90, 34  # Z"
     return at + 2
+
+
+@inline
+def _date_and_time(cached, seconds):
+    """``"YYYY-MM-DDTHH:MM:SS`` (20 bytes) of a second since the epoch into ``cached``."""
+    days = seconds // 86400
+    second_of_day = seconds - days * 86400
+    year, month, day = _civil_from_days(days)
+    cached[0] = 34  # "
+    at = _digits(cached, 1, year, 4)
+    cached[at] = 45
+    at = _digits(cached, at + 1, month, 2)
+    cached[at] = 45
+    at = _digits(cached, at + 1, day, 2)
+    cached[at] = 84  # T
+    at = _digits(cached, at + 1, second_of_day // 3600, 2)
+    cached[at] = 58  # :
+    at = _digits(cached, at + 1, (second_of_day // 60) % 60, 2)
+    cached[at] = 58
+    _digits(cached, at + 1, second_of_day % 60, 2)
 
 
 @njit
