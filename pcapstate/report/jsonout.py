@@ -140,7 +140,8 @@ def write_table_file(table, path) -> None:
 
 
 def _copy_out(path, out: IO[str]) -> None:
-    """The text of file ``path`` written to ``out``: as bytes into a text file's binary buffer, else as text."""
+    """The text of file ``path`` written to ``out``: as bytes into a text file's binary buffer (by the kernel
+    where it can), else as text."""
     import shutil
 
     raw = getattr(out, "buffer", None)
@@ -150,7 +151,33 @@ def _copy_out(path, out: IO[str]) -> None:
         return
     out.flush()  # (what the text layer holds goes first)
     with open(path, "rb") as source:
-        shutil.copyfileobj(source, raw, 1 << 20)
+        _send(source, raw)
+        shutil.copyfileobj(source, raw, 1 << 20)  # what the kernel did not send
+
+
+def _send(source, raw) -> None:
+    """As much of ``source`` as ``os.sendfile`` sends to the file descriptor under ``raw`` (none when it has
+    none, or the system cannot), ``source`` left after it."""
+    import errno
+    import io
+    import os
+
+    try:
+        target = raw.fileno()
+    except (AttributeError, OSError, io.UnsupportedOperation):  # (an in-memory buffer)
+        return
+    raw.flush()
+    size, offset = os.fstat(source.fileno()).st_size, 0
+    try:
+        while offset < size:
+            sent = os.sendfile(target, source.fileno(), offset, size - offset)
+            if sent == 0:
+                break
+            offset += sent
+    except OSError as error:
+        if offset or error.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
+            raise  # (a closed pipe, a full disk: as any write would)
+    source.seek(offset)
 
 
 def _write_chunked(table: ChunkedTable, out: IO[str], jobs: int) -> None:
