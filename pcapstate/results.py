@@ -241,8 +241,26 @@ def order_keys(name: str, table: Table) -> list[np.ndarray]:
 
 
 def in_order(name: str, table: Table) -> Table:
-    """``table`` stably sorted on :func:`order_keys`."""
-    return table.take(np.lexsort(order_keys(name, table)[::-1]))
+    """``table`` stably sorted on :func:`order_keys` (itself when it is in that order already, as a part's
+    flows and transitions are: nothing copied)."""
+    keys = order_keys(name, table)
+    if _in_order(keys):
+        return table
+    return table.take(np.lexsort(keys[::-1]))
+
+
+def _in_order(keys: list[np.ndarray]) -> bool:
+    """Whether the rows are sorted on ``keys`` (most significant first) already."""
+    tied = None  # rows equal to the one before on the keys so far
+    for key in keys:
+        key = np.asarray(key)
+        if key.dtype.kind == "f" and np.isnan(key).any():
+            return False  # (NaN sorts last, but compares neither less nor equal)
+        falls = key[1:] < key[:-1]
+        if (falls if tied is None else falls & tied).any():
+            return False
+        tied = key[1:] == key[:-1] if tied is None else tied & (key[1:] == key[:-1])
+    return True
 
 
 def gather(name: str, parts: list[Table]) -> Table:

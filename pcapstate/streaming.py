@@ -576,7 +576,7 @@ def _one_part(setting: dict, where: Path, chunk_rows: int, tables: tuple, p: int
         made[name] = (table.names, len(table), has_nanoseconds(table))
         with open(_table_file(where, name, p), "wb") as handle:
             for start in range(0, len(table), chunk_rows):
-                dump_table(compacted(table.take(np.arange(start, min(start + chunk_rows, len(table))))), handle)
+                dump_table(compacted(table.slice(start, min(start + chunk_rows, len(table)))), handle)
     half = parts_of.half_open_of(part.analysis) if "anomalies" in tables else None
     del part, table  # before the next part is read, and its reference cycles with it (the CLI turns off gc)
     gc.collect()

@@ -598,3 +598,23 @@ def test_a_full_disk_is_a_one_line_error_and_nothing_is_left(synthetic, tmp_path
     assert exit_status.value.code == 2
     assert stderr.count("\n") == 1 and "No space left on device" in stderr and "set TMPDIR" in stderr
     assert not any(spill.iterdir())
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_in_order_keeps_a_table_already_sorted_and_sorts_any_other(seed):
+    """A part's flows and transitions come in order: :func:`in_order` returns them as they are, and
+    sorts (stably) whatever is not, NaN keys last as the sort puts them."""
+    from pcapstate.results import _in_order
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(0, 40))
+    a = rng.integers(0, 4, n)
+    b = rng.choice([0.5, 1.5, np.nan], n) if seed % 2 else rng.integers(0, 3, n).astype(float)
+    keys = [a, b]
+    order = np.lexsort(keys[::-1])
+    assert _in_order(keys) == (order.tolist() == list(range(n)))
+    assert _in_order([k[order] for k in keys]) == (seed % 2 == 0 or not np.isnan(b).any())
+    assert _in_order([np.array([1.0, np.nan])]) is False and _in_order([np.array([np.nan, 1.0])]) is False
+    assert _in_order([np.array([3, 3, 2]), np.array([0, 1, 0])]) is False
+    assert _in_order([np.array([3, 3, 4]), np.array([1, 0, 0])]) is False
+    assert _in_order([np.array([3, 3, 4]), np.array([0, 1, 0])]) is True
