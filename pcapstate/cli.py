@@ -219,9 +219,9 @@ def _analyze_streaming(captures: tuple[str, ...], decoder: str, fmt: str, output
         _print_warnings(None if as_set else streamed.source, streamed.warnings[:read])
         _print_warnings(streamed.source, streamed.warnings[read:])
         if fmt == "json":  # the helpers print tables while this process prints the first
-            from pcapstate.report.jsonout import write_table_file
+            from pcapstate.report.jsonout import write_rows_file
 
-            streamed.print_ahead(write_table_file)
+            streamed.print_ahead(write_rows_file)
         _write_tables(fmt, streamed.tables, output, streamed.source, 1 if streamed.has_helpers else threads)
     return True
 

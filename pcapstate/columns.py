@@ -229,6 +229,11 @@ class ChunkedTable:
         self.names, self.length, self.nanoseconds, self._chunks = list(names), length, nanoseconds, chunks
         self.printed = None
 
+    def with_chunks(self, chunks) -> "ChunkedTable":
+        """A table of the same columns read from ``chunks`` (a part of this one's rows: its ``length`` is
+        this one's, an upper bound)."""
+        return ChunkedTable(self.names, self.length, self.nanoseconds, chunks)
+
     def __getstate__(self) -> dict:
         return {**self.__dict__, "printed": None}  # (a file printed ahead is for this process to copy out)
 

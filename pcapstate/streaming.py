@@ -104,38 +104,57 @@ class Streamed:
     packets: int
     spill: tempfile.TemporaryDirectory = field(repr=False)
     helpers: "_Helpers | None" = field(default=None, repr=False)
+    flow_keys: np.ndarray | None = field(default=None, repr=False)  # the flow column's values in the spilled
+    # tables, sorted: stand-in ids, or numbers
 
     @property
     def has_helpers(self) -> bool:
         return self.helpers is not None and self.helpers.pool is not None
 
-    def print_ahead(self, print_into) -> None:
-        """With helper processes, the tables printed side by side before the writer goes through them: each
-        table but the first printed into a file of the spill by ``print_into(table, path)`` (a module-level
-        function), the largest in the helpers, the others here; its :attr:`ChunkedTable.printed` then waits
-        for that file, which the writer copies out after printing the first table itself.  The tables are
-        shared out by their cells (rows times columns), the first counted as this process's.  Without
-        helpers, nothing: the writer prints each table as it goes."""
+    def print_ahead(self, print_rows) -> None:
+        """With helper processes, the tables printed side by side before the writer goes through them.
+
+        Each table but the first is printed into files of the spill by
+        ``print_rows(table, path)`` (a module-level function that prints the
+        rows without the brackets and says whether there was any), the costliest
+        in the helpers, the others here, while the writer prints the first table
+        itself; :attr:`ChunkedTable.printed` then gives the files, for the writer
+        to copy out.  A helper's table ordered by connection (flows,
+        transitions) is shared with this process when that evens the work out:
+        its first connections are printed here, the others in the helper.  The
+        costs are :data:`PRINT_NS_PER_ROW`.  Without helpers, nothing: the writer
+        prints each table as it goes.
+        """
         if not self.has_helpers:
             return
         names = list(self.tables)
-        cells = {name: max(1, len(self.tables[name]) * len(self.tables[name].names)) for name in names}
-        mine = _shares(cells, self.helpers.count + 1, first=names[0])
-        for name in names[1:]:  # the helpers' first, so they start as this process prints its own
-            if mine[name]:
-                continue
-            path = Path(self.spill.name) / f"{name}.printed"
-            self.tables[name].printed = _Printed(self.helpers.later(print_into, self.tables[name], path), path,
-                                                 self.spill.name)
+        costs = {name: len(self.tables[name]) * PRINT_NS_PER_ROW.get(name, 1000) for name in names}
+        plan = _print_plan(costs, self.helpers.count + 1, first=names[0], splittable=_SPLITTABLE)
+        where = Path(self.spill.name)
+        pieces = {name: [] for name in names[1:]}  # per table, in order: (wait or None, file, has rows)
+        for name in names[1:]:  # the helpers' first, so that they start while this process prints its own
+            table, share = self.tables[name], plan[name]
+            if share < 1:
+                if share > 0:  # this process prints the first connections, below ``bound``
+                    table = table.with_chunks(table._chunks.within(self._flow_at(share), None))
+                path = where / f"{name}.later.printed"
+                pieces[name].append((self.helpers.later(print_rows, table, path), path, None))
         for name in names[1:]:
-            if not mine[name]:
-                continue
-            path = Path(self.spill.name) / f"{name}.printed"
-            try:
-                print_into(self.tables[name], path)
-            except OSError as error:
-                raise SpillError(self.spill.name, error) from None
-            self.tables[name].printed = _Printed(None, path, self.spill.name)
+            table, share = self.tables[name], plan[name]
+            if share > 0:
+                if share < 1:
+                    table = table.with_chunks(table._chunks.within(None, self._flow_at(share)))
+                path = where / f"{name}.here.printed"
+                try:
+                    rows = print_rows(table, path)
+                except OSError as error:
+                    raise SpillError(self.spill.name, error) from None
+                pieces[name].insert(0, (None, path, rows))
+            self.tables[name].printed = _Printed(pieces[name], self.spill.name)
+
+    def _flow_at(self, share: float) -> int:
+        """The first connection (as the spilled tables name it) after ``share`` of them."""
+        return int(self.flow_keys[min(len(self.flow_keys) - 1, int(share * len(self.flow_keys)))])
 
     def close(self) -> None:
         """End the helpers, then remove the spilled parts (the tables cannot be read after)."""
@@ -150,34 +169,57 @@ class Streamed:
         self.close()
 
 
-def _shares(costs: dict, processes: int, first: str) -> dict:
-    """Which of the tables this process prints (True) and which the helpers do: the costliest first, each to
-    the process with the least so far (``first`` is this process's from the start)."""
+PRINT_NS_PER_ROW = {"flows": 1950, "transitions": 470, "retransmissions": 670, "retries": 2400, "anomalies": 2200}
+# merging and printing a row of each table as JSON, as measured on synth-100k: what shares the tables out
+_SPLITTABLE = ("flows", "transitions")  # ordered by connection first: cut at a connection, printed in two
+
+
+def _print_plan(costs: dict, processes: int, first: str, splittable=()) -> dict:
+    """Which share of each table this process prints: 1 all, 0 none (a helper does), between: its first
+    connections (a helper prints the others).
+
+    The costliest first, each to the process with the least so far (``first``
+    is this process's from the start); then, when a helper ends with the most,
+    its costliest ``splittable`` table is shared with this process so that both
+    end together.
+    """
     loads = [0] * processes
     loads[0] = costs[first]
-    mine = {first: True}
+    owner = {first: 0}
     for name in sorted((n for n in costs if n != first), key=lambda n: -costs[n]):
         least = min(range(processes), key=lambda k: (loads[k], k))
         loads[least] += costs[name]
-        mine[name] = least == 0
-    return mine
+        owner[name] = least
+    plan = {name: float(k == 0) for name, k in owner.items()}
+    busiest = max(range(processes), key=lambda k: (loads[k], -k))
+    shared = [n for n in splittable if owner.get(n) == busiest != 0 and costs[n] > 0]
+    if shared:
+        name = max(shared, key=lambda n: costs[n])
+        share = (loads[busiest] - loads[0]) / (2 * costs[name])  # this process's: then both end together
+        if 0.01 < share < 0.99:
+            plan[name] = share
+    return plan
 
 
 @dataclass
 class _Printed:
-    """A table printed ahead into ``path``, by a helper (``pending`` waits for it) or by this process (None)."""
+    """A table printed ahead in pieces, in order: each (a helper's result to wait for, or None; its file;
+    whether it has rows, None until the helper says)."""
 
-    pending: object
-    path: Path
+    pieces: list
     spill: str
 
-    def __call__(self) -> Path:
-        if self.pending is not None:
-            try:
-                self.pending()
-            except OSError as error:
-                raise SpillError(self.spill, error) from None
-        return self.path
+    def __call__(self) -> list[tuple[Path, bool]]:
+        """The pieces' files and whether each has rows, once the helpers have printed theirs."""
+        done = []
+        for wait, path, rows in self.pieces:
+            if wait is not None:
+                try:
+                    rows = wait()
+                except OSError as error:
+                    raise SpillError(self.spill, error) from None
+            done.append((path, rows))
+        return done
 
 
 def analyze(source, partitions: int, *, tables: tuple[str, ...], time_wait: float = 60.0, jobs: int = 1,
@@ -221,8 +263,10 @@ def analyze(source, partitions: int, *, tables: tuple[str, ...], time_wait: floa
             numbers = parts_of.numbers(helpers.starmap(_keys, [(setting, where, p) for p in range(partitions)]))
         made = _spill_tables(setting, where, partitions, numbers, tuple(tables), helpers)
         chunked = _chunked_tables(made, where, partitions, limits, tuple(m.path for m in members) if is_set else ())
+        number = made.renumbering()
+        keys = number.ranked if number is not None else np.arange(made.connections, dtype=np.int64)
         return Streamed(name, chunked, warnings, read_warnings, made.connections, stats, spilled.packets, spill,
-                        helpers)
+                        helpers, keys)
     except BaseException as error:  # Ctrl-C too
         helpers.close()  # before the spill is removed: a helper may still be writing its part there
         spill.cleanup()
@@ -613,6 +657,12 @@ class _Merge:
     name: str
     extra: Table | None  # a run of rows made after the parts (the floods), or None
     number: _Renumbering | None  # stand-in ids -> numbers, or None when the parts were numbered already
+    since: int | None = None  # only the rows whose flow (as spilled) is at least this
+    until: int | None = None  # and below this
+
+    def within(self, since: int | None, until: int | None) -> "_Merge":
+        """The rows of connections ``since`` to ``until`` only (flows and transitions: ordered by connection)."""
+        return _Merge(self.where, self.count, self.name, self.extra, self.number, since, until)
 
     def __call__(self):
         from pcapstate.results import order_keys
@@ -620,8 +670,22 @@ class _Merge:
         runs = [_read_each(_table_file(self.where, self.name, p)) for p in range(self.count)]
         if self.extra is not None:
             runs.append([self.extra])
+        if self.since is not None or self.until is not None:
+            runs = [_within(run, self.since, self.until) for run in runs]
         merged = merge_runs(runs, lambda table: order_keys(self.name, table))  # (stand-ins sort as numbers)
         return merged if self.number is None else (_renumbered(chunk, self.number) for chunk in merged)
+
+
+def _within(run, since: int | None, until: int | None):
+    """The rows of a run (ordered by ``flow``) whose flow is ``since`` or more and below ``until``."""
+    for chunk in run:
+        flow = chunk["flow"]
+        start = 0 if since is None else int(np.searchsorted(flow, since))
+        stop = len(flow) if until is None else int(np.searchsorted(flow, until))
+        if start < stop:
+            yield chunk if stop - start == len(flow) else chunk.slice(start, stop)
+        if stop < len(flow):
+            return  # the rest of the run is past ``until``
 
 
 def _renumbered(chunk: Table, number) -> Table:

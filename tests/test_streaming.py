@@ -25,7 +25,7 @@ from pcapstate.columns import Table, texts
 from pcapstate.decode import read_capture
 from pcapstate.errors import PcapstateError
 from pcapstate.report.formats import write_tables
-from pcapstate.report.jsonout import write_table_file
+from pcapstate.report.jsonout import write_rows_file
 from synthetic import pcap_records, with_swapped_records, write_synthetic
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,7 +47,7 @@ def streamed_json(path: Path, partitions: int, window: int, fmt: str = "json", j
     with streaming.analyze(str(path), partitions, tables=OUTPUT_TABLES, window_records=window, jobs=jobs,
                            **thresholds) as streamed:
         if fmt == "json":
-            streamed.print_ahead(write_table_file)
+            streamed.print_ahead(write_rows_file)
         out = io.StringIO()
         write_tables(fmt, streamed.tables, None, str(path), stdout=out)
         return out.getvalue(), streamed.warnings
@@ -414,12 +414,12 @@ import os, sys
 from pcapstate import streaming
 from pcapstate.cli import main
 from pcapstate.report import jsonout
-real = jsonout.write_table_file
+real = jsonout.write_rows_file
 def noted(table, path):
     with open(sys.argv[1], "a") as printers:
         printers.write(f"{path.name} {os.getpid()}\\n")
     return real(table, path)
-jsonout.write_table_file = noted
+jsonout.write_rows_file = noted
 streaming.PARTITION_BYTES = 100_000
 main(["analyze", sys.argv[2], "--format", "json", "--jobs", sys.argv[3]] + sys.argv[4:])
 """
@@ -441,19 +441,44 @@ def test_cli_jobs_2_json_tables_printed_ahead_by_the_helper_print_the_same(synth
     printed = (tmp_path / "out.json").read_text() if to_file else run.stdout
     assert (printed, run.stderr) == (whole.stdout, whole.stderr)
     by = dict(line.split() for line in printers.read_text().splitlines())
-    assert sorted(by) == [f"{name}.printed" for name in sorted(OUTPUT_TABLES) if name != "flows"]
-    assert by["transitions.printed"] != by["retries.printed"]  # the largest in the helper, the others here
-    assert len(set(by.values())) == 2
+    # the helper prints most of the transitions, this process the first connections' and the small tables
+    assert sorted(by) == sorted([f"{name}.here.printed" for name in OUTPUT_TABLES if name != "flows"]
+                                + ["transitions.later.printed"])
+    assert by["transitions.later.printed"] != by["transitions.here.printed"] == by["retries.here.printed"]
 
 
-def test_tables_are_shared_out_for_printing_by_cells():
+def test_tables_are_shared_out_for_printing_by_cost():
     costs = {"flows": 230, "transitions": 990, "retransmissions": 52, "retries": 21, "anomalies": 20}
-    assert streaming._shares(costs, 2, first="flows") == {
-        "flows": True, "transitions": False, "retransmissions": True, "retries": True, "anomalies": True}
+    assert streaming._print_plan(costs, 2, first="flows") == {
+        "flows": 1, "transitions": 0, "retransmissions": 1, "retries": 1, "anomalies": 1}
+    # the helper's transitions shared: 323 + 334 here, 656 there
+    plan = streaming._print_plan(costs, 2, first="flows", splittable=("flows", "transitions"))
+    assert plan["transitions"] == pytest.approx((990 - 323) / (2 * 990))
+    assert {name: share for name, share in plan.items() if name != "transitions"} == {
+        "flows": 1, "retransmissions": 1, "retries": 1, "anomalies": 1}
     costs = {"flows": 900, "transitions": 500, "retransmissions": 450, "retries": 1, "anomalies": 1}
-    assert streaming._shares(costs, 3, first="flows") == {
-        "flows": True, "transitions": False, "retransmissions": False, "retries": False, "anomalies": False}
-    assert streaming._shares({"flows": 1, "transitions": 9}, 1, first="flows") == {"flows": True, "transitions": True}
+    assert streaming._print_plan(costs, 3, first="flows", splittable=("flows", "transitions")) == {
+        "flows": 1, "transitions": 0, "retransmissions": 0, "retries": 0, "anomalies": 0}  # (this one is busiest)
+    assert streaming._print_plan({"flows": 1, "transitions": 9}, 1, first="flows") == {"flows": 1, "transitions": 1}
+
+
+@pytest.mark.parametrize("transitions_ns", [1, 470, 2000, 10**6])
+def test_a_table_printed_in_two_stretches_is_the_same(synthetic, monkeypatch, transitions_ns):
+    """However the transitions are cut between this process and the helper (here: not at all, after a
+    seventh of the connections, two fifths, half), the document is the whole capture's."""
+    monkeypatch.setitem(streaming.PRINT_NS_PER_ROW, "transitions", transitions_ns)
+    assert streamed_json(synthetic, 4, 700, jobs=2, **LOW_FLOOD) == whole_json(synthetic, **LOW_FLOOD)
+
+
+def test_within_keeps_the_rows_of_a_range_of_connections():
+    flows = [np.array([0, 0, 2, 5]), np.array([5, 7]), np.array([9, 12, 12])]
+    run = [Table({"flow": f, "x": f * 10}) for f in flows]
+    got = lambda since, until: [t["flow"].tolist() for t in streaming._within(iter(run), since, until)]  # noqa: E731
+    assert got(None, None) == [[0, 0, 2, 5], [5, 7], [9, 12, 12]]
+    assert got(None, 5) == [[0, 0, 2]]
+    assert got(5, None) == [[5], [5, 7], [9, 12, 12]]
+    assert got(3, 10) == [[5], [5, 7], [9]]
+    assert got(13, None) == [] and got(None, 0) == []
 
 
 HELPER_FILLS_THE_DISK = """
@@ -473,12 +498,12 @@ streaming.dump_table = fails_in_a_helper
 
 HELPER_PRINTING_FILLS_THE_DISK = """
 from pcapstate.report import jsonout
-real_print = jsonout.write_table_file
+real_print = jsonout.write_rows_file
 def fails_in_a_helper(table, path):
     if os.getpid() != parent:
         raise OSError(errno.ENOSPC, "No space left on device")
     return real_print(table, path)
-jsonout.write_table_file = fails_in_a_helper
+jsonout.write_rows_file = fails_in_a_helper
 """
 HELPER_PRINTING_IS_KILLED = HELPER_PRINTING_FILLS_THE_DISK.replace(
     'raise OSError(errno.ENOSPC, "No space left on device")', "os.kill(os.getpid(), signal.SIGKILL)")

@@ -118,10 +118,12 @@ def write_table(table, out: IO[str], jobs: int = 1) -> None:
     from pcapstate.report import json_rows
 
     if isinstance(table, ChunkedTable):
+        out.write("[")
         if table.printed is not None:
-            _copy_out(table.printed(), out)
+            _copy_pieces(table.printed(), out)
         else:
-            _write_chunked(table, out, jobs)
+            _write_chunked_rows(table, out, jobs)
+        out.write("]")
         return
     table = as_table(table)
     if not len(table):
@@ -132,11 +134,23 @@ def write_table(table, out: IO[str], jobs: int = 1) -> None:
         out.write(table_json(table.to_pandas()))
 
 
-def write_table_file(table, path) -> None:
-    """:func:`write_table` into a new file ``path``: a table printed ahead, in a helper process
+def write_rows_file(table: ChunkedTable, path) -> bool:
+    """The records of ``table`` (comma-separated, without the brackets) into a new file ``path``; whether
+    there was any.  A table, or a stretch of one, printed ahead in a helper process
     (:meth:`pcapstate.streaming.Streamed.print_ahead`)."""
     with open(path, "w", encoding="utf-8") as handle:
-        write_table(table, handle)
+        return _write_chunked_rows(table, handle, 1)
+
+
+def _copy_pieces(pieces: list, out: IO[str]) -> None:
+    """The records printed ahead into files (``(path, has rows)`` each, in order), comma-separated."""
+    written = False
+    for path, rows in pieces:
+        if rows:
+            if written:
+                out.write(",")
+            _copy_out(path, out)
+            written = True
 
 
 def _copy_out(path, out: IO[str]) -> None:
@@ -180,12 +194,12 @@ def _send(source, raw) -> None:
     source.seek(offset)
 
 
-def _write_chunked(table: ChunkedTable, out: IO[str], jobs: int) -> None:
-    """The same bytes as :func:`write_table` of the whole table, printed a chunk at a time."""
+def _write_chunked_rows(table: ChunkedTable, out: IO[str], jobs: int) -> bool:
+    """The records :func:`write_table` prints of the whole table, without the brackets, printed a chunk at a
+    time; whether there was any."""
     from pcapstate.report import json_rows
 
     unit = "ns" if table.nanoseconds else "us"
-    out.write("[")
     written = False
     for chunk in table.chunks():
         if not len(chunk):
@@ -197,7 +211,7 @@ def _write_chunked(table: ChunkedTable, out: IO[str], jobs: int) -> None:
         else:
             out.write(table_json(chunk.to_pandas(), unit)[1:-1])
         written = True
-    out.write("]")
+    return written
 
 
 def table_json(frame, unit: str | None = None) -> str:
