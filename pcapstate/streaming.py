@@ -127,6 +127,7 @@ class Streamed:
         """
         if not self.has_helpers:
             return
+        _trim_heap()
         names = list(self.tables)
         costs = {name: len(self.tables[name]) * PRINT_NS_PER_ROW.get(name, 1000) for name in names}
         plan = _print_plan(costs, self.helpers.count + 1, first=names[0], splittable=_SPLITTABLE)
@@ -138,7 +139,7 @@ class Streamed:
                 if share > 0:  # this process prints the first connections, below ``bound``
                     table = table.with_chunks(table._chunks.within(self._flow_at(share), None))
                 path = where / f"{name}.later.printed"
-                pieces[name].append((self.helpers.later(print_rows, table, path), path, None))
+                pieces[name].append((self.helpers.later(_trimmed_first, print_rows, table, path), path, None))
         for name in names[1:]:
             table, share = self.tables[name], plan[name]
             if share > 0:
@@ -199,6 +200,25 @@ def _print_plan(costs: dict, processes: int, first: str, splittable=()) -> dict:
         if 0.01 < share < 0.99:
             plan[name] = share
     return plan
+
+
+def _trimmed_first(function, *arguments):
+    """``function(*arguments)`` in a helper, after :func:`_trim_heap`."""
+    _trim_heap()
+    return function(*arguments)
+
+
+def _trim_heap() -> None:
+    """Hand back to the system the heap pages the parts' analyses freed (glibc keeps those between live
+    blocks): before printing, measured on steady-4x, 199 -> 192 MiB for both processes, at no cost in time.
+    (After every part: 187 MiB, but 0.1-0.2 s slower on synth-100k, the pages faulted in again.)
+    Elsewhere than glibc, nothing."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 @dataclass
