@@ -255,9 +255,11 @@ def _print_chunk(columns: _Columns, start: int, buffer: np.ndarray | None = None
     if buffer is None:
         buffer = np.empty((stop - start) * (columns.row_width + 1) + 16, dtype=np.uint8)
     ints, floats, null = columns.chunk(start, stop)
+    width = len(columns.kind)  # (the caches are the caller's: the compiled printer then allocates nothing)
     used = _write_rows(buffer, start, stop - start, columns.kind, columns.slot, columns.null_slot, ints, floats,
                        null, columns.table, columns.table_offsets, columns.table_start, columns.keys,
-                       columns.key_offsets, columns.nanoseconds)
+                       columns.key_offsets, columns.nanoseconds, np.empty((width, _CACHED), dtype=np.uint8),
+                       np.full(width, _NO_KEY, dtype=np.int64), np.zeros(width, dtype=np.int64))
     return buffer[:used]
 
 
@@ -290,19 +292,17 @@ _NO_KEY = -(1 << 63)  # a cache's key before its first value (no time's second, 
 _CACHED = 24  # bytes a cache keeps: a quote and "YYYY-MM-DDTHH:MM:SS" (20), or a whole part's digits (up to 17)
 
 
-@entry("u1[::1]", "i8", "i8", "i8[::1]", "i8[::1]", "i8[::1]", "i8[:, ::1]", "f8[:, ::1]", "b1[:, ::1]", "readonly u1[::1]", "i8[::1]", "i8[::1]", "readonly u1[::1]", "i8[::1]", "b1")
+@entry("u1[::1]", "i8", "i8", "i8[::1]", "i8[::1]", "i8[::1]", "i8[:, ::1]", "f8[:, ::1]", "b1[:, ::1]", "readonly u1[::1]", "i8[::1]", "i8[::1]", "readonly u1[::1]", "i8[::1]", "b1", "u1[:, ::1]", "i8[::1]", "i8[::1]")
 def _write_rows(buf, first, count, kind, slot, null_slot, ints, floats, null, table, table_offsets, table_start, keys,
-                key_offsets, nanoseconds):
+                key_offsets, nanoseconds, cache, cache_key, cache_length):
     """``count`` rows of the chunk matrices as records, row ``first`` of the table first (a comma before each
     but the table's very first); bytes written.
 
-    Each time and float column keeps the text of its last value's second (date and time of day) or whole
-    part: rows near in time share it, and copying it is quicker than printing it again.
+    Each time and float column keeps in ``cache`` (a row a column, ``cache_key`` :data:`_NO_KEY` at first)
+    the text of its last value's second (date and time of day) or whole part: rows near in time share it,
+    and copying it is quicker than printing it again.
     """
     columns = kind.shape[0]
-    cache = np.empty((columns, _CACHED), dtype=np.uint8)
-    cache_key = np.full(columns, _NO_KEY, dtype=np.int64)
-    cache_length = np.zeros(columns, dtype=np.int64)
     at = 0
     for row in range(count):
         if first + row > 0:
