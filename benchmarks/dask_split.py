@@ -7,8 +7,8 @@
 1. Splits benchmarks/data/synth-100k.pcap (made by generate.py when missing)
    into ``--files`` files with ``editcap -c`` (a rotated set).
 2. Times ``pcapstate analyze SET --format json -o /dev/null`` in one process
-   with one thread (``--jobs 1``), in one process with its default threads
-   (one per core), and with ``--engine dask`` (which starts a local cluster of
+   with one thread (``--jobs 1``), with its default jobs (one per core: for
+   a set analyzed in parts, a forked helper process per extra job), and with ``--engine dask`` (which starts a local cluster of
    ``--workers`` single-threaded worker processes: its start-up is in the
    time), and with ``--scheduler`` pointing at a running cluster of as many
    workers (started by this script and warmed once); then ``--format parquet
@@ -125,7 +125,7 @@ def main() -> None:
     # an existing cluster (--scheduler), as a user with one would run: its workers started and warm
     with dask_engine.connect(workers=args.workers) as running:
         address = running.scheduler.address
-        variants = {"one process, --jobs 1": base + ["--jobs", "1"], "one process, threads (default)": base,
+        variants = {"one process, --jobs 1": base + ["--jobs", "1"], "one process, default jobs": base,
                     f"--engine dask, {args.workers} workers": base + ["--engine", "dask"],
                     f"--engine dask --scheduler (running, {args.workers} workers)": base + ["--scheduler", address],
                     "one process, --format parquet -o DIR": parquet + ["--jobs", "1"],
