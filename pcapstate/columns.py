@@ -219,20 +219,21 @@ class ChunkedTable:
     whether any of its times has a part below the microsecond (what the JSON
     writer must know before the first row).  The writers print it a chunk at
     a time; :meth:`whole` puts it together, for what needs it all.
-    ``printed``: None, or a callable giving a file that holds the table
-    already printed as a JSON array (by a helper process,
+    ``reader`` is what ``chunks`` calls.  ``printed``: None, or a callable
+    giving the files that hold the table's records already printed as JSON
+    (``(path, has rows)`` each, in order; by helper processes,
     :meth:`pcapstate.streaming.Streamed.print_ahead`), for the JSON writer to
     copy out.
     """
 
-    def __init__(self, names: list[str], length: int, nanoseconds: bool, chunks) -> None:
-        self.names, self.length, self.nanoseconds, self._chunks = list(names), length, nanoseconds, chunks
+    def __init__(self, names: list[str], length: int, nanoseconds: bool, reader) -> None:
+        self.names, self.length, self.nanoseconds, self.reader = list(names), length, nanoseconds, reader
         self.printed = None
 
-    def with_chunks(self, chunks) -> "ChunkedTable":
-        """A table of the same columns read from ``chunks`` (a part of this one's rows: its ``length`` is
+    def with_reader(self, reader) -> "ChunkedTable":
+        """A table of the same columns read by ``reader`` (a stretch of this one's rows: its ``length`` is
         this one's, an upper bound)."""
-        return ChunkedTable(self.names, self.length, self.nanoseconds, chunks)
+        return ChunkedTable(self.names, self.length, self.nanoseconds, reader)
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "printed": None}  # (a file printed ahead is for this process to copy out)
@@ -241,7 +242,7 @@ class ChunkedTable:
         return self.length
 
     def chunks(self):
-        return self._chunks()
+        return self.reader()
 
     def whole(self) -> Table:
         parts = [chunk for chunk in self.chunks() if len(chunk)]

@@ -133,26 +133,31 @@ class Streamed:
         costs = {name: len(self.tables[name]) * PRINT_NS_PER_ROW.get(name, 1000) for name in names}
         plan = _print_plan(costs, self.helpers.count + 1, first=names[0], splittable=_SPLITTABLE)
         where = Path(self.spill.name)
+        stretches = {name: self._stretches(self.tables[name], plan[name]) for name in names[1:]}
         pieces = {name: [] for name in names[1:]}  # per table, in order: (wait or None, file, has rows)
-        for name in names[1:]:  # the helpers' first, so that they start while this process prints its own
-            table, share = self.tables[name], plan[name]
-            if share < 1:
-                if share > 0:  # this process prints the first connections, below ``bound``
-                    table = table.with_chunks(table._chunks.within(self._flow_at(share), None))
+        # the helpers' stretches first, so that they start while this process prints its own
+        for name, (_, theirs) in stretches.items():
+            if theirs is not None:
                 path = where / f"{name}.later.printed"
-                pieces[name].append((self.helpers.later(_trimmed_first, print_rows, table, path), path, None))
-        for name in names[1:]:
-            table, share = self.tables[name], plan[name]
-            if share > 0:
-                if share < 1:
-                    table = table.with_chunks(table._chunks.within(None, self._flow_at(share)))
+                pieces[name].append((self.helpers.later(_trimmed_first, print_rows, theirs, path), path, None))
+        for name, (mine, _) in stretches.items():
+            if mine is not None:
                 path = where / f"{name}.here.printed"
                 try:
-                    rows = print_rows(table, path)
+                    rows = print_rows(mine, path)
                 except OSError as error:
                     raise SpillError(self.spill.name, error) from None
                 pieces[name].insert(0, (None, path, rows))
             self.tables[name].printed = _Printed(pieces[name], self.spill.name)
+
+    def _stretches(self, table: ChunkedTable, share: float) -> tuple:
+        """(what this process prints, what a helper prints) of ``table``, None for nothing: all of it on one
+        side, or the first ``share`` of its connections here and the others there."""
+        if share in (0, 1):
+            return (table, None) if share else (None, table)
+        bound = self._flow_at(share)
+        return (table.with_reader(table.reader.within(None, bound)),
+                table.with_reader(table.reader.within(bound, None)))
 
     def _flow_at(self, share: float) -> int:
         """The first connection (as the spilled tables name it) after ``share`` of them."""
@@ -283,8 +288,9 @@ def analyze(source, partitions: int, *, tables: tuple[str, ...], time_wait: floa
         if spilled.backwards:  # the numbering needs every part's connections first
             numbers = parts_of.numbers(helpers.starmap(_keys, [(setting, where, p) for p in range(partitions)]))
         made = _spill_tables(setting, where, partitions, numbers, tuple(tables), helpers)
-        chunked = _chunked_tables(made, where, partitions, limits, tuple(m.path for m in members) if is_set else ())
         number = made.renumbering()
+        chunked = _chunked_tables(made, where, partitions, limits, tuple(m.path for m in members) if is_set else (),
+                                  number)
         keys = number.ranked if number is not None else np.arange(made.connections, dtype=np.int64)
         return Streamed(name, chunked, warnings, read_warnings, made.connections, stats, spilled.packets, spill,
                         helpers, keys)
@@ -583,12 +589,6 @@ class _Helpers:
 
         return result
 
-    def __enter__(self) -> "_Helpers":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
     def close(self) -> None:
         if self.pool is not None:
             self.pool.shutdown(cancel_futures=True)  # (its work is done, or failed: nothing is left to wait for)
@@ -651,10 +651,10 @@ def _one_part(setting: dict, where: Path, chunk_rows: int, tables: tuple, p: int
 # --- 4. merge ---------------------------------------------------------------------------------
 
 
-def _chunked_tables(made: _Made, where: Path, count: int, limits, names: tuple) -> dict:
+def _chunked_tables(made: _Made, where: Path, count: int, limits, names: tuple, number) -> dict:
+    """Each table as a :class:`ChunkedTable` merging the parts' runs; ``number``: :meth:`_Made.renumbering`."""
     from pcapstate.results import in_order
 
-    number = made.renumbering()
     extra = {}
     if "anomalies" in made.names:
         if number is not None:
