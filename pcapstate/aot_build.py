@@ -111,7 +111,7 @@ def build(output_dir: Path, force: bool = False, verbose: bool = False) -> bool:
         for old in output_dir.glob("_core.*.so"):
             old.unlink()
         shutil.copy2(built, output_dir / built.name)
-    manifest["uncounted"] = sorted(aot.symbol(f) for f, _ in jit.ENTRIES if f.__qualname__ in UNCOUNTED)
+    manifest["uncounted"] = sorted(aot.symbol(f) for f, _ in jit.ENTRIES if _name(f) in UNCOUNTED)
     target.write_text(json.dumps(manifest, indent=1) + "\n")
     return True
 
@@ -147,7 +147,8 @@ def _without_reference_counts() -> None:
     """
     import numba.pycc.compiler as pycc_compiler
 
-    counted = pycc_compiler.compile_extra
+    UNCOUNTED.clear()
+    counted = getattr(pycc_compiler.compile_extra, "counted", pycc_compiler.compile_extra)  # (once per process)
 
     def compile_extra(typingctx, targetctx, func, args, return_type, flags, locals, **options):
         lean = flags.copy()
@@ -156,14 +157,19 @@ def _without_reference_counts() -> None:
             result = counted(typingctx, targetctx, func, args, return_type, lean, locals, **options)
         except Exception:  # (it allocates: numba needs its reference counts for that)
             return counted(typingctx, targetctx, func, args, return_type, flags, locals, **options)
-        UNCOUNTED.append(func.__qualname__)
+        UNCOUNTED.add(_name(func))
         return result
 
+    compile_extra.counted = counted
     pycc_compiler.compile_extra = compile_extra
 
 
-UNCOUNTED: list[str] = []  # the functions compiled without reference counts (this build; _core.json's
+UNCOUNTED: set[str] = set()  # the functions this build compiled without reference counts (_core.json's
 # "uncounted" lists the entry points among them)
+
+
+def _name(function) -> str:
+    return f"{function.__module__}.{function.__qualname__}"
 
 
 def _same_manifest(path: Path, manifest: dict) -> bool:
