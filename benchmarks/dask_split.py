@@ -8,9 +8,9 @@
    into ``--files`` files with ``editcap -c`` (a rotated set).
 2. Times ``pcapstate analyze SET --format json -o /dev/null`` in one process
    with one thread (``--jobs 1``), with its default jobs (one per core: for
-   a set analyzed in parts, a forked helper process per extra job), and with ``--engine dask`` (which starts a local cluster of
-   ``--workers`` single-threaded worker processes: its start-up is in the
-   time), and with ``--scheduler`` pointing at a running cluster of as many
+   a set analyzed in parts, a forked helper process per extra job), with
+   ``--engine dask`` (which starts a local cluster of ``--workers``
+   single-threaded worker processes: its start-up is in the time), and with ``--scheduler`` pointing at a running cluster of as many
    workers (started by this script and warmed once); then ``--format parquet
    -o DIR`` in one process and on the running cluster (whose workers write
    the parts themselves).  Rounds alternate; prints the medians and the
