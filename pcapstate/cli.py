@@ -135,8 +135,9 @@ def packets(captures: tuple[str, ...], decoder: str, fmt: str, output: str | Non
                    "default: a local cluster, one worker process per core.")
 @click.option("-j", "--jobs", type=click.IntRange(min=0), default=0, show_default=True,
               help="Threads for the replay, the Zeek pass, the retransmission analysis and the JSON printer, "
-                   "connections shared out by 4-tuple; 0: one per core for a large capture (200,000 packets a "
-                   "thread at least). The same tables either way.")
+                   "connections shared out by 4-tuple (for a capture analyzed in parts: processes, each "
+                   "analyzing and printing its share of the parts); 0: one per core for a large capture "
+                   "(200,000 packets a job at least). The same tables either way.")
 @_threshold_options
 def analyze(captures: tuple[str, ...], decoder: str, flow_id: int | None, timeline: bool, fmt: str, output: str | None,
             time_wait: float, show_all: bool, engine: str = "single", scheduler: str | None = None, jobs: int = 0,
