@@ -265,3 +265,48 @@ def test_the_packets_table_path_imports_neither_matplotlib_nor_pyarrow():
     imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if "|" in line}
     assert "pcapstate.cli" in imported  # the check looks at the right thing
     assert not {m for m in imported if m.split(".")[0] in ("matplotlib", "pyarrow", "pandas")}
+
+
+def _outs(tmp_path):
+    """Every kind of text output a table printed ahead is copied into: in memory, a text layer over
+    bytes in memory (no file descriptor), a real file."""
+    import io
+
+    real = open(tmp_path / "real.json", "w", encoding="utf-8")
+    return {"text": io.StringIO(), "bytes": io.TextIOWrapper(io.BytesIO(), encoding="utf-8"), "file": real}
+
+
+def _written(out, tmp_path) -> str:
+    import io
+
+    out.flush()
+    if isinstance(out, io.StringIO):
+        return out.getvalue()
+    if isinstance(out.buffer, io.BytesIO):
+        return out.buffer.getvalue().decode("utf-8")
+    out.close()
+    return (tmp_path / "real.json").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("sendfile_fails", [False, True])
+def test_a_table_printed_ahead_is_copied_out_whole_after_what_was_written(tmp_path, monkeypatch, sendfile_fails):
+    """jsonout._copy_out: the file's text after what the text layer still holds, into every kind of
+    output; where the kernel cannot send it (os.sendfile fails at once), by copying."""
+    import errno
+    import os
+
+    from pcapstate.report import jsonout
+
+    if sendfile_fails:
+        def unsupported(*args):
+            raise OSError(errno.EINVAL, "Invalid argument")
+
+        monkeypatch.setattr(os, "sendfile", unsupported)
+    printed = tmp_path / "rows.printed"
+    text = '{"flow":0,"note":"é ✓ \\u2028"},' * 50_000  # several blocks of the copy, multi-byte characters
+    printed.write_text(text, encoding="utf-8")
+    for kind, out in _outs(tmp_path).items():
+        out.write("[before")
+        jsonout._copy_out(printed, out)
+        out.write("after]")
+        assert _written(out, tmp_path) == "[before" + text + "after]", kind
