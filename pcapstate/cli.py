@@ -149,9 +149,10 @@ def analyze(captures: tuple[str, ...], decoder: str, flow_id: int | None, timeli
     would have shown them when the capture ended.
 
     A capture (a file, or a rotated set) of more than 32 MiB written as json,
-    jsonl or csv is analyzed in parts spilled to the temporary directory
-    ($TMPDIR), so memory stays that of one part (one per job) however long
-    the capture; the output is the same.
+    jsonl or csv, or summarised here (without --timeline or --flow), is
+    analyzed in parts spilled to the temporary directory ($TMPDIR), so memory
+    stays that of one part (one per job) however long the capture; the output
+    is the same.
     """
     from pcapstate.analysis import analyze as run_analysis
     from pcapstate.jobs import resolve
@@ -171,8 +172,9 @@ def analyze(captures: tuple[str, ...], decoder: str, flow_id: int | None, timeli
         _report_analysis(analysis, analysis.warnings[read:], flow_id, timeline, fmt, output, show_all,
                          resolve(jobs, len(analysis.table)))
         return
-    if fmt in STREAMED_FORMATS and flow_id is None and \
-            _analyze_streaming(captures, decoder, fmt, output, time_wait, jobs, thresholds):
+    streamed_text = fmt == "table" and not timeline  # (a timeline draws every packet: the capture whole)
+    if (fmt in STREAMED_FORMATS or streamed_text) and flow_id is None and \
+            _analyze_streaming(captures, decoder, fmt, output, time_wait, jobs, thresholds, show_all):
         return
     table = load(captures, decoder)
     already_warned = len(table.stats.warnings)
@@ -190,14 +192,15 @@ def analyze(captures: tuple[str, ...], decoder: str, flow_id: int | None, timeli
 
 
 def _analyze_streaming(captures: tuple[str, ...], decoder: str, fmt: str, output: str | None, time_wait: float,
-                       jobs: int, thresholds: dict) -> bool:
+                       jobs: int, thresholds: dict, show_all: bool = False) -> bool:
     """``analyze`` of a pcap file or rotated set too long to hold, in parts spilled to disk
-    (:mod:`pcapstate.streaming`), the tables printed as they merge: True when done, False when the
-    capture is to be analyzed whole."""
+    (:mod:`pcapstate.streaming`), the tables printed (or, for the terminal's text, summarised) as they
+    merge: True when done, False when the capture is to be analyzed whole."""
     from pcapstate import streaming
     from pcapstate.decode.capture_set import expand, is_set, total_size
     from pcapstate.jobs import resolve
     from pcapstate.progress import Progress
+    from pcapstate.report import summary
 
     as_set = is_set(captures)
     source = expand(captures) if as_set else captures[0]
@@ -209,7 +212,8 @@ def _analyze_streaming(captures: tuple[str, ...], decoder: str, fmt: str, output
     progress = Progress(size)
     progress.status(f"analyzing in {count} parts, {threads} at a time")
     try:
-        streamed = streaming.analyze(source, count, tables=OUTPUT_TABLES, time_wait=time_wait, jobs=threads,
+        tables = summary.SUMMARY_TABLES if fmt == "table" else OUTPUT_TABLES
+        streamed = streaming.analyze(source, count, tables=tables, time_wait=time_wait, jobs=threads,
                                      specs=captures, **thresholds)
     except streaming.NeedsWholeFile:
         return False
@@ -219,6 +223,12 @@ def _analyze_streaming(captures: tuple[str, ...], decoder: str, fmt: str, output
         read = streamed.read_warnings  # as load() prints them, then those of the replay
         _print_warnings(None if as_set else streamed.source, streamed.warnings[:read])
         _print_warnings(streamed.source, streamed.warnings[read:])
+        if fmt == "table":
+            lines = summary.summary_lines(lambda name: streamed.tables[name].chunks(), streamed.source,
+                                          streamed.packets, None if show_all else summary.DEFAULT_MAX_ROWS)
+            with _output(output) as out:
+                _write_lines(out, lines)
+            return True
         if fmt == "json":  # the helpers print tables while this process prints the first
             from pcapstate.report.jsonout import write_rows_file
 
@@ -538,12 +548,13 @@ def _write_tables(fmt: str, tables: dict, output: str | None, capture: str, jobs
 
 
 def _analyze_text(analysis, flow_id: int | None, timeline: bool, show_all: bool) -> list[str]:
-    from pcapstate.report.summary import summary_lines
+    from pcapstate.report.summary import DEFAULT_MAX_ROWS, summary_lines, whole
     from pcapstate.report.timeline import timeline_lines
 
     if flow_id is not None:
         return timeline_lines(analysis, flow_id)
-    lines = summary_lines(analysis, None if show_all else 50)
+    lines = summary_lines(whole(analysis), analysis.table.source, len(analysis.table),
+                          None if show_all else DEFAULT_MAX_ROWS)
     if timeline:
         for flow in range(analysis.connection_count):
             lines += [""] + timeline_lines(analysis, flow)

@@ -643,3 +643,49 @@ def test_in_order_keeps_a_table_already_sorted_and_sorts_any_other(seed):
     assert _in_order([np.array([3, 3, 2]), np.array([0, 1, 0])]) is False
     assert _in_order([np.array([3, 3, 4]), np.array([1, 0, 0])]) is False
     assert _in_order([np.array([3, 3, 4]), np.array([0, 1, 0])]) is True
+
+
+@pytest.mark.parametrize("options", [[], ["--all"], ["--jobs", "2"], ["--all", "--jobs", "2"]])
+def test_cli_summary_of_a_long_capture_in_parts_prints_the_same(synthetic, tmp_path, monkeypatch, options):
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(synthetic.read_bytes()[:-37])  # and a warning to print
+    runner = CliRunner()
+    whole = runner.invoke(cli, ["analyze", str(cut), *options])
+    assert whole.exit_code == 0 and "connections by final state" in whole.stdout
+    assert ("... 250 more connections" in whole.stdout) == ("--all" not in options)
+    monkeypatch.setattr(streaming, "PARTITION_BYTES", 100_000)
+    asked = []
+    real = streaming.analyze
+    monkeypatch.setattr(streaming, "analyze", lambda *a, **k: asked.append(k["tables"]) or real(*a, **k))
+    pids = _recording_processes(monkeypatch, tmp_path)
+    parts = runner.invoke(cli, ["analyze", str(cut), *options])
+    assert parts.exit_code == 0 and asked == [("flows", "anomalies", "packet_notes")]
+    assert len(set(pids.read_text().split())) == (2 if "--jobs" in options else 1)
+    assert (parts.stdout, parts.stderr) == (whole.stdout, whole.stderr) and "file truncated" in parts.stderr
+    written = tmp_path / "summary.txt"
+    assert runner.invoke(cli, ["analyze", str(cut), *options, "-o", str(written)]).exit_code == 0
+    assert written.read_text() == whole.stdout
+
+
+def test_cli_timeline_and_one_flow_read_the_capture_whole(synthetic, monkeypatch):
+    """A timeline draws every packet of a connection: it needs the packet table, so no parts."""
+    monkeypatch.setattr(streaming, "PARTITION_BYTES", 100_000)
+    monkeypatch.setattr(streaming, "analyze", lambda *a, **k: pytest.fail("analyzed in parts"))
+    runner = CliRunner()
+    for options in (["--timeline"], ["--flow", "3"]):
+        result = runner.invoke(cli, ["analyze", str(synthetic), *options])
+        assert result.exit_code == 0 and "flow 3" in result.stdout
+
+
+def test_cli_summary_never_imports_pandas(synthetic):
+    """The command people run most: pandas would double its start-up on a small capture."""
+    code = ("import sys; from pcapstate import streaming; from pcapstate.cli import main\n"
+            "streaming.PARTITION_BYTES = int(sys.argv[2])\n"
+            "try:\n    main(['analyze', sys.argv[1]])\n"
+            "except SystemExit:\n    pass\n"
+            "print('pandas' in sys.modules, file=sys.stderr)")
+    for capture, part_bytes in ((ROOT / "samples" / "data_loss.pcap", 1 << 40), (synthetic, 100_000)):
+        result = subprocess.run([sys.executable, "-c", code, str(capture), str(part_bytes)],
+                                capture_output=True, text=True)
+        assert "connections by final state" in result.stdout
+        assert result.stderr.strip().splitlines()[-1] == "False"

@@ -110,7 +110,7 @@ def _overview(analysis) -> list[str]:
     lines = ["<h2>Connections by final state</h2>"]
     if not analysis.connection_count:
         return lines + ["<p>No TCP connection in this capture.</p>"]
-    pairs = census_lines(analysis.flows)[3:]  # the rows of the text table
+    pairs = census_lines(analysis.columnar("flows"))[3:]  # the rows of the text table
     rows = [[_text(cell) for cell in line.split()] for line in pairs]
     lines.append(_table(("client", "server", "connections"), rows))
     lines.append(_picture("states", analysis, "each endpoint's state over time"))
