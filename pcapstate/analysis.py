@@ -394,6 +394,27 @@ class Analysis:
         tables = ("flows", "transitions", "packets", "retransmissions", "retries", "anomalies")
         return {name: getattr(self, name)[getattr(self, name)["flow"] == flow_id] for name in tables}
 
+    def flow_columns(self, flow_id: int, names=("flows", "transitions", "packets")) -> dict[str, Table]:
+        """Tables ``names`` restricted to one connection, as plain columns (what :meth:`flow` gives as
+        DataFrames).  Its packets are made for its own rows only, unless the whole packet table is made
+        already: for one connection of a long capture, that table would be most of the time and memory.
+
+        >>> analyze("samples/fin_dropped.pcap").flow_columns(0)["packets"]["frame"].tolist()[-2:]
+        [12, 13]
+        """
+        parts = {}
+        for name in names:
+            if name == "packets" and name not in self._columnar:
+                from pcapstate.replay import R_CONN
+
+                connection = self.tracking.result.rows[:, R_CONN]
+                mine = np.flatnonzero(self.tracking.flow_numbers(connection) == flow_id)
+                parts[name] = results.packets(self.tracking, mine)
+            else:
+                table = self.columnar(name)
+                parts[name] = table.take(table.flow_rows(flow_id))
+        return parts
+
     def states_at(self, t, *, closed: bool = True):
         """Every connection's pair of states at time ``t``: ``netstat -an`` from a capture.
 

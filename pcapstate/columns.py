@@ -35,6 +35,11 @@ class Categories:
     def take(self, rows) -> "Categories":
         return Categories(self.codes[rows], self.names, self.ordered)
 
+    def labels(self, missing=None) -> list:
+        """Each row's name, ``missing`` where it has none."""
+        lookup = list(self.names) + [missing]
+        return [lookup[code] for code in np.asarray(self.codes).tolist()]  # (-1: the last)
+
     def to_pandas(self):
         import pandas as pd
 
@@ -103,6 +108,14 @@ class Objects:
         import pandas as pd
 
         return pd.Series(self.values, dtype=object)
+
+
+def counts_by(*columns: Categories) -> dict[tuple[int, ...], int]:
+    """Rows per combination of the columns' codes, rows missing any of them left out: pandas'
+    ``groupby(columns, observed=True).size()``, keyed by codes (sorted, they are in the categories' order)."""
+    codes = np.stack([np.asarray(c.codes, dtype=np.int64) for c in columns])
+    combinations, counts = np.unique(codes[:, (codes >= 0).all(axis=0)], axis=1, return_counts=True)
+    return {tuple(key): count for key, count in zip(combinations.T.tolist(), counts.tolist())}
 
 
 def texts(strings, keep_object: bool = False) -> Texts:

@@ -101,24 +101,32 @@ def transitions(tracking) -> Table:
     return insert_files(columns, table, "frame", row)
 
 
-def packets(tracking) -> Table:
-    """The packet table with flags in tcpdump notation, the flow, and both states after each packet."""
-    table, rows = tracking.table, tracking.result.rows
-    everything = np.arange(len(table), dtype=np.int64)
-    src, dst = row_addresses(table, everything)
+def packets(tracking, only: np.ndarray | None = None) -> Table:
+    """The packet table with flags in tcpdump notation, the flow, and both states after each packet.
+
+    ``only``: the packet rows to make (in order), such as one connection's; None: every packet."""
+    table = tracking.table
+    picked = np.arange(len(table), dtype=np.int64) if only is None else np.asarray(only, dtype=np.int64)
+
+    def column(name):
+        return table[name] if only is None else np.take(table[name], picked, axis=0)
+
+    rows = tracking.result.rows if only is None else np.take(tracking.result.rows, picked, axis=0)
+    src, dst = row_addresses(table, picked)
+    ts_ns = column("ts_ns")
     columns = Table({
-        "frame": table["frame"].astype(np.int64),
-        "ts": Times(table["ts_ns"]),
-        "ts_epoch": table["ts_ns"] / 1e9,
+        "frame": column("frame").astype(np.int64),
+        "ts": Times(ts_ns),
+        "ts_epoch": ts_ns / 1e9,
         "src_addr": src,
-        "src_port": table["sport"],
+        "src_port": column("sport"),
         "dst_addr": dst,
-        "dst_port": table["dport"],
-        "flags": Texts(table["flags"].astype(np.int64), FLAG_TEXTS),
-        "seq": table["seq"],
-        "ack": table["ack"],
-        "len": table["payload_len"].astype(np.int64),
-        "win": table["window"],
+        "dst_port": column("dport"),
+        "flags": Texts(column("flags").astype(np.int64), FLAG_TEXTS),
+        "seq": column("seq"),
+        "ack": column("ack"),
+        "len": column("payload_len").astype(np.int64),
+        "win": column("window"),
         "flow": tracking.flow_numbers(rows[:, rp.R_CONN]),
         "sender": Categories(rows[:, rp.R_SIDE], SIDE_NAMES),
         "client_state": states(rows[:, rp.R_CLIENT_STATE]),
@@ -126,7 +134,7 @@ def packets(tracking) -> Table:
         "sender_note": Texts(rows[:, rp.R_NOTE_SENDER], NOTE_TEXTS),
         "receiver_note": Texts(rows[:, rp.R_NOTE_RECEIVER], NOTE_TEXTS),
     })
-    return insert_files(columns, table, "frame", everything)
+    return insert_files(columns, table, "frame", picked)
 
 
 def packet_notes(tracking) -> Table:

@@ -105,3 +105,17 @@ def test_time_wait_option_is_passed_through(tmp_path):
     # the client enters TIME_WAIT 28 us before the last packet of the capture
     assert analyze(SAMPLES / "client_closes_first.pcap", time_wait=20e-6).flows.client_state.tolist() == ["CLOSED"]
     assert analyze(SAMPLES / "client_closes_first.pcap", time_wait=40e-6).flows.client_state.tolist() == ["TIME_WAIT"]
+
+
+@pytest.mark.parametrize("capture", [[SAMPLES / "syn_flood.pcap"],
+                                     [SAMPLES / "client_closes_first.pcap", SAMPLES / "refused.pcap"]])
+def test_flow_columns_are_the_whole_tables_rows_of_that_flow(capture):
+    """One connection's packets are made from its rows only: they must be the packet table's rows."""
+    a = analyze(capture if len(capture) > 1 else capture[0])
+    for flow in range(a.connection_count):
+        alone = a.flow_columns(flow)
+        for name in ("flows", "transitions", "packets"):
+            whole = a.columnar(name).to_pandas()
+            expected = whole[whole["flow"] == flow].reset_index(drop=True)
+            pd.testing.assert_frame_equal(alone[name].to_pandas(), expected, check_categorical=True)
+    assert len(a.flow_columns(a.connection_count)["packets"]) == 0

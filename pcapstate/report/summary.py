@@ -12,7 +12,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from pcapstate.columns import Categories, Nullable, Table
+from pcapstate.columns import Nullable, Table, counts_by
 from pcapstate.report.text import endpoint, seconds, table
 
 DEFAULT_MAX_ROWS = 50
@@ -77,7 +77,7 @@ class _FlowDigest:
         wanted = len(flows) if self.max_rows is None else max(0, self.max_rows - len(self.rows))
         if wanted:
             self.rows += _flow_rows(flows.slice(0, min(wanted, len(flows))))
-        for pair, connections in _state_pairs(flows["client_state"], flows["server_state"]).items():
+        for pair, connections in counts_by(flows["client_state"], flows["server_state"]).items():
             self._census_codes[pair] = self._census_codes.get(pair, 0) + connections
         self.names = flows["client_state"].names
 
@@ -96,8 +96,8 @@ def _flow_rows(flows: Table) -> list[tuple]:
     """The connection table's cells of ``flows``' rows."""
     columns = [flows["flow"].tolist(), flows["client_addr"].objects().tolist(), flows["client_port"].tolist(),
                flows["server_addr"].objects().tolist(), flows["server_port"].tolist(), flows["duration"].tolist(),
-               flows["packets"].tolist(), _names(flows["client_state"], "?"), _names(flows["server_state"], "?"),
-               _names(flows["handshake"], None), _names(flows["conn_state"], None),
+               flows["packets"].tolist(), flows["client_state"].labels("?"), flows["server_state"].labels("?"),
+               flows["handshake"].labels(), flows["conn_state"].labels(),
                flows["roles_guessed"].tolist()]
     rows = []
     for flow, client, client_port, server, server_port, duration, count, client_state, server_state, \
@@ -106,20 +106,6 @@ def _flow_rows(flows: Table) -> list[tuple]:
         rows.append((flow, endpoint(client, client_port) + mark, endpoint(server, server_port) + mark,
                      seconds(duration), count, client_state, server_state, handshake, conn_state))
     return rows
-
-
-def _names(column: Categories, missing) -> list:
-    """Each row's category name; ``missing`` where it has none."""
-    lookup = list(column.names) + [missing]
-    return [lookup[code] for code in np.asarray(column.codes).tolist()]  # (-1: the last)
-
-
-def _state_pairs(client: Categories, server: Categories) -> dict[tuple[int, int], int]:
-    """Connections per (client state code, server state code), unknown states left out."""
-    known = (np.asarray(client.codes) >= 0) & (np.asarray(server.codes) >= 0)
-    pairs, counts = np.unique(np.stack([np.asarray(client.codes)[known], np.asarray(server.codes)[known]]),
-                              axis=1, return_counts=True)
-    return {(int(c), int(s)): int(n) for (c, s), n in zip(pairs.T.tolist(), counts.tolist())}
 
 
 def census_lines(flows: Table) -> list[str]:

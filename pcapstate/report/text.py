@@ -42,7 +42,9 @@ def endpoint(addr: str, port: int) -> str:
 
 
 def seconds(value: float) -> str:
-    """A duration a person reads: ``0.000037 s``, ``1.104 s``, ``2 min 5.1 s``."""
+    """A duration a person reads: ``0.000037 s``, ``1.104 s``, ``2 min 5.1 s``; ``-`` for none (NaN)."""
+    if value != value:  # (an initial RTO without a retransmission timed out to measure it)
+        return "-"
     if value < 0.001:
         return f"{value:.6f} s"
     if value < 60:

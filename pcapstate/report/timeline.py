@@ -5,6 +5,10 @@ the right, every packet an arrow between them, and each endpoint's state
 changes beside it on the line of the packet that caused them.  A change the
 endpoint's own packet proves is written plainly; one inferred from a packet it
 received is marked ``*``; an assumed state or a timer gets a line of its own.
+
+Reads the connection's tables as plain columns
+(:meth:`pcapstate.analysis.Analysis.flow_columns`): no pandas, and of the
+packets only the connection's own.
 """
 from __future__ import annotations
 
@@ -15,43 +19,48 @@ _STATE_WIDTH = 30
 
 
 def timeline_lines(analysis, flow_id: int) -> list[str]:
-    parts = analysis.flow(flow_id)
-    flow = parts["flows"].iloc[0]
-    packets, transitions = parts["packets"], parts["transitions"]
-    start = float(flow["start_epoch"])
-    title = (f"flow {flow_id}: client {endpoint(flow['client_addr'], flow['client_port'])}, "
-             f"server {endpoint(flow['server_addr'], flow['server_port'])}, {flow['handshake']} handshake"
-             f"{', roles guessed' if flow['roles_guessed'] else ''}")
+    parts = analysis.flow_columns(flow_id)
+    flow, packets, transitions = parts["flows"], parts["packets"], parts["transitions"]
+    start = float(flow["start_epoch"][0])
+    client = endpoint(flow["client_addr"].objects()[0], int(flow["client_port"][0]))
+    server = endpoint(flow["server_addr"].objects()[0], int(flow["server_port"][0]))
+    title = (f"flow {flow_id}: client {client}, server {server}, {flow['handshake'].labels('nan')[0]} handshake"
+             f"{', roles guessed' if flow['roles_guessed'][0] else ''}")
     lines = [title, "", _row("time", "frame", "client", "", "server"),
              _row("-" * 10, "-----", "-" * _STATE_WIDTH, "-" * ARROW_WIDTH, "-" * 10)]
     by_frame: dict[int, dict[str, list[str]]] = {}
     loose = []  # (ts, endpoint, text) for assumptions and timers
-    for t in transitions.itertuples(index=False):
-        text = _change(t)
-        if t.cause in ("assumed", "timer"):
-            loose.append((t.ts_epoch, t.endpoint, text + f" ({t.cause})"))
+    frames = transitions["frame"].values.tolist()
+    for side, cause, ts, frame, text in zip(transitions["endpoint"].labels(), transitions["cause"].labels(),
+                                            transitions["ts_epoch"].tolist(), frames, _changes(transitions)):
+        if cause in ("assumed", "timer"):
+            loose.append((ts, side, text + f" ({cause})"))
         else:
-            by_frame.setdefault(int(t.frame), {"client": [], "server": []})[t.endpoint].append(text)
-    events = [(ts, 0, i, None) for i, (ts, _, _) in enumerate(loose)]
-    events += [(p.ts_epoch, 1, i, p) for i, p in enumerate(packets.itertuples(index=False))]
-    for ts, kind, i, packet in sorted(events, key=lambda e: (e[0], e[1], e[2])):
+            by_frame.setdefault(frame, {"client": [], "server": []})[side].append(text)
+    arrows = [_arrow(*packet) for packet in zip(packets["flags"].objects().tolist(), packets["len"].tolist(),
+                                                packets["sender"].labels())]
+    packet_frames, packet_times = packets["frame"].tolist(), packets["ts_epoch"].tolist()
+    events = [(ts, 0, i) for i, (ts, _, _) in enumerate(loose)]
+    events += [(ts, 1, i) for i, ts in enumerate(packet_times)]
+    for ts, kind, i in sorted(events):
         when = f"{ts - start:.6f}"
-        if packet is None:
+        if kind == 0:
             _, side, text = loose[i]
             lines.append(_row(when, "-", text if side == "client" else "", "", text if side == "server" else ""))
             continue
-        changes = by_frame.get(int(packet.frame), {"client": [], "server": []})
-        lines.append(_row(when, str(packet.frame), _joined(changes["client"]), _arrow(packet),
+        changes = by_frame.get(packet_frames[i], {"client": [], "server": []})
+        lines.append(_row(when, str(packet_frames[i]), _joined(changes["client"]), arrows[i],
                           _joined(changes["server"])))
     lines += ["", "* inferred: the endpoint received that packet (proved by its later ACK, or taken "
               "on arrival for ACKs and RSTs); unmarked: its own packet shows it"]
     return lines
 
 
-def _change(t) -> str:
-    old = "?" if t.from_state != t.from_state else str(t.from_state)
-    mark = "*" if t.cause == "received" else ""
-    return f"{old} > {t.to_state}{mark}"
+def _changes(transitions) -> list[str]:
+    """``OLD > NEW``, with ``*`` when the endpoint received the packet that made it (``?``: unknown)."""
+    received = [cause == "received" for cause in transitions["cause"].labels()]
+    return [f"{old} > {new}{'*' if mark else ''}" for old, new, mark in
+            zip(transitions["from_state"].labels("?"), transitions["to_state"].labels("nan"), received)]
 
 
 def _joined(changes: list[str]) -> str:
@@ -64,10 +73,10 @@ def _joined(changes: list[str]) -> str:
     return chain
 
 
-def _arrow(packet) -> str:
-    label = f"[{packet.flags}]" + (f" {packet.len}" if packet.len else "")
+def _arrow(flags: str, length: int, sender: str) -> str:
+    label = f"[{flags}]" + (f" {length}" if length else "")
     body = ARROW_WIDTH - 1 - len(label)
-    if packet.sender == "client":
+    if sender == "client":
         return "-" * 2 + label + "-" * max(body - 2, 1) + ">"
     return "<" + "-" * max(body - 2, 1) + label + "-" * 2
 
