@@ -53,16 +53,20 @@ def captures_in(directory: Path) -> list[Path]:
 
 def expectations(analysis, capture_name: str, options: dict) -> dict:
     """The expectation document of an analysis."""
+    import numpy as np
+
+    from pcapstate.columns import Table, texts
     from pcapstate.report.jsonout import records
 
     start = float(analysis.table["ts_ns"].min()) / 1e9 if len(analysis.table) else 0.0
-    flows = analysis.flows.copy()
-    flows["client"] = [_endpoint(a, p) for a, p in zip(flows["client_addr"], flows["client_port"])]
-    flows["server"] = [_endpoint(a, p) for a, p in zip(flows["server_addr"], flows["server_port"])]
-    transitions = analysis.transitions.copy()
-    transitions["t"] = (transitions["ts_epoch"] - start).round(6)
-    tables = {"flows": flows, "transitions": transitions, "retransmissions": analysis.retransmissions,
-              "retries": analysis.retries, "anomalies": analysis.anomalies}
+    tables = {name: analysis.columnar(name) for name in ("flows", "transitions", "retransmissions", "retries",
+                                                          "anomalies")}  # (as columns: no pandas)
+    flows = tables["flows"]
+    tables["flows"] = Table({**flows.columns, **{side: texts(
+        _endpoint(a, p) for a, p in zip(flows[f"{side}_addr"].objects().tolist(), flows[f"{side}_port"].tolist()))
+        for side in ("client", "server")}})
+    transitions = tables["transitions"]
+    tables["transitions"] = Table({**transitions.columns, "t": np.round(transitions["ts_epoch"] - start, 6)})
     document = {"schema": SCHEMA, "capture": capture_name}
     warnings = list(analysis.warnings)
     if analysis.is_set:
@@ -70,9 +74,8 @@ def expectations(analysis, capture_name: str, options: dict) -> dict:
         document["files"] = [Path(name).name for name in names]
         warnings = [_base_named(w, names) for w in warnings]
     document.update({"options": options, "warnings": warnings})
-    for name, frame in tables.items():
-        columns = [c for c in _COLUMNS[name] if c in frame.columns]
-        document[name] = records(frame[columns])
+    for name, table in tables.items():
+        document[name] = records(Table({c: table[c] for c in _COLUMNS[name] if c in table.names}))
     return document
 
 

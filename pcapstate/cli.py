@@ -193,14 +193,34 @@ def analyze(captures: tuple[str, ...], decoder: str, flow_id: int | None, timeli
 
 def _analyze_streaming(captures: tuple[str, ...], decoder: str, fmt: str, output: str | None, time_wait: float,
                        jobs: int, thresholds: dict, show_all: bool = False) -> bool:
-    """``analyze`` of a pcap file or rotated set too long to hold, in parts spilled to disk
-    (:mod:`pcapstate.streaming`), the tables printed (or, for the terminal's text, summarised) as they
-    merge: True when done, False when the capture is to be analyzed whole."""
+    """``analyze`` of a capture too long to hold (:func:`_in_parts`), the tables printed (or, for the
+    terminal's text, summarised) as they merge: True when done, False when it is to be analyzed whole."""
+    from pcapstate.report import summary
+
+    tables = summary.SUMMARY_TABLES if fmt == "table" else OUTPUT_TABLES
+    parts = _in_parts(captures, decoder, tables, time_wait, jobs, thresholds)
+    if parts is None:
+        return False
+    streamed, threads = parts
+    with streamed:
+        if fmt == "table":
+            with _output(output) as out:
+                _write_lines(out, summary.summary_lines(streamed.chunks, streamed.source, streamed.packets,
+                                                        None if show_all else summary.DEFAULT_MAX_ROWS))
+        else:
+            _write_streamed(fmt, streamed, output, threads)
+    return True
+
+
+def _in_parts(captures: tuple[str, ...], decoder: str, tables: tuple[str, ...], time_wait: float, jobs: int,
+              thresholds: dict):
+    """A pcap file or rotated set too long to hold, analyzed in parts spilled to disk
+    (:mod:`pcapstate.streaming`) for ``tables``, its warnings printed: ``(Streamed, jobs)``, the
+    tables merging as they are read; None when the capture is to be analyzed whole."""
     from pcapstate import streaming
     from pcapstate.decode.capture_set import expand, is_set, total_size
     from pcapstate.jobs import resolve
     from pcapstate.progress import Progress
-    from pcapstate.report import summary
 
     as_set = is_set(captures)
     source = expand(captures) if as_set else captures[0]
@@ -208,33 +228,29 @@ def _analyze_streaming(captures: tuple[str, ...], decoder: str, fmt: str, output
     threads = resolve(jobs, size // 100)  # as for the whole capture (about 100 bytes a packet)
     count = streaming.partitions_for(source, decoder, threads, size)
     if count <= 1:
-        return False
+        return None
     progress = Progress(size)
     progress.status(f"analyzing in {count} parts, {threads} at a time")
     try:
-        tables = summary.SUMMARY_TABLES if fmt == "table" else OUTPUT_TABLES
         streamed = streaming.analyze(source, count, tables=tables, time_wait=time_wait, jobs=threads,
                                      specs=captures, **thresholds)
     except streaming.NeedsWholeFile:
-        return False
+        return None
     finally:
         progress.done()
-    with streamed:
-        read = streamed.read_warnings  # as load() prints them, then those of the replay
-        _print_warnings(None if as_set else streamed.source, streamed.warnings[:read])
-        _print_warnings(streamed.source, streamed.warnings[read:])
-        if fmt == "table":
-            lines = summary.summary_lines(lambda name: streamed.tables[name].chunks(), streamed.source,
-                                          streamed.packets, None if show_all else summary.DEFAULT_MAX_ROWS)
-            with _output(output) as out:
-                _write_lines(out, lines)
-            return True
-        if fmt == "json":  # the helpers print tables while this process prints the first
-            from pcapstate.report.jsonout import write_rows_file
+    read = streamed.read_warnings  # as load() prints them, then those of the replay
+    _print_warnings(None if as_set else streamed.source, streamed.warnings[:read])
+    _print_warnings(streamed.source, streamed.warnings[read:])
+    return streamed, threads
 
-            streamed.print_ahead(write_rows_file)
-        _write_tables(fmt, streamed.tables, output, streamed.source, 1 if streamed.has_helpers else threads)
-    return True
+
+def _write_streamed(fmt: str, streamed, output: str | None, threads: int) -> None:
+    """Every table of ``streamed`` written as ``fmt`` (json, jsonl or csv) as it merges."""
+    if fmt == "json":  # the helpers print tables while this process prints the first
+        from pcapstate.report.jsonout import write_rows_file
+
+        streamed.print_ahead(write_rows_file)
+    _write_tables(fmt, streamed.tables, output, streamed.source, 1 if streamed.has_helpers else threads)
 
 
 def _report_analysis(analysis, warnings: list[str], flow_id: int | None, timeline: bool, fmt: str,
@@ -265,17 +281,40 @@ def retries(captures: tuple[str, ...], decoder: str, flow_id: int | None, fmt: s
     initial RTO, and which frame finally acknowledged it.
     """
     from pcapstate.analysis import analyze as run_analysis
+    from pcapstate.report.retries import RETRY_TABLES, retries_lines
+    from pcapstate.report.summary import whole
 
-    analysis = run_analysis(load(captures, decoder))
+    if fmt in STREAMED_FORMATS or fmt == "table":
+        parts = _in_parts(captures, decoder, RETRY_TABLES, 60.0, 0, {})
+        if parts is not None:
+            streamed, threads = parts
+            with streamed:
+                _check_flow(streamed.source, streamed, flow_id)
+                if fmt == "table":
+                    with _output(output) as out:
+                        _write_lines(out, retries_lines(streamed.chunks, streamed.source, flow_id))
+                elif flow_id is None:
+                    _write_streamed(fmt, streamed, output, threads)
+                else:
+                    _write_tables(fmt, {name: _one_flow(table, flow_id) for name, table in streamed.tables.items()},
+                                  output, streamed.source)
+            return
+    table = load(captures, decoder)
+    already_warned = len(table.stats.warnings)
+    analysis = run_analysis(table)
     capture = analysis.table.source
+    _print_warnings(capture, analysis.warnings[already_warned:])
     _check_flow(capture, analysis, flow_id)
     if fmt != "table":
-        _write_tables(fmt, _tables(analysis, ("retries", "retransmissions"), flow_id), output, capture)
+        _write_tables(fmt, _tables(analysis, RETRY_TABLES, flow_id), output, capture)
         return
-    from pcapstate.report.retries import retries_lines
-
     with _output(output) as out:
-        _write_lines(out, retries_lines(analysis, flow_id))
+        _write_lines(out, retries_lines(whole(analysis), capture, flow_id))
+
+
+def _one_flow(table, flow_id: int):
+    """A table merging from parts (:class:`pcapstate.columns.ChunkedTable`), only the rows of one flow."""
+    return table.with_reader(lambda: (chunk.take(chunk.flow_rows(flow_id)) for chunk in table.chunks()))
 
 
 @cli.command()
@@ -549,15 +588,15 @@ def _write_tables(fmt: str, tables: dict, output: str | None, capture: str, jobs
 
 def _analyze_text(analysis, flow_id: int | None, timeline: bool, show_all: bool) -> list[str]:
     from pcapstate.report.summary import DEFAULT_MAX_ROWS, summary_lines, whole
-    from pcapstate.report.timeline import timeline_lines
+    from pcapstate.report.timeline import ladder_lines, timeline_lines
 
     if flow_id is not None:
         return timeline_lines(analysis, flow_id)
     lines = summary_lines(whole(analysis), analysis.table.source, len(analysis.table),
                           None if show_all else DEFAULT_MAX_ROWS)
     if timeline:
-        for flow in range(analysis.connection_count):
-            lines += [""] + timeline_lines(analysis, flow)
+        for flow, parts in analysis.each_flow_columns():
+            lines += [""] + ladder_lines(flow, parts)
     return lines
 
 

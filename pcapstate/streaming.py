@@ -108,6 +108,11 @@ class Streamed:
     flow_keys: np.ndarray | None = field(default=None, repr=False)  # the flow column's values in the spilled
     # tables, sorted: stand-in ids, or numbers
 
+    def chunks(self, name: str):
+        """Table ``name``'s rows in order, as consecutive :class:`~pcapstate.columns.Table` s (each merged
+        from the parts as it is read)."""
+        return self.tables[name].chunks()
+
     @property
     def has_helpers(self) -> bool:
         return self.helpers is not None and self.helpers.pool is not None

@@ -119,3 +119,8 @@ def test_flow_columns_are_the_whole_tables_rows_of_that_flow(capture):
             expected = whole[whole["flow"] == flow].reset_index(drop=True)
             pd.testing.assert_frame_equal(alone[name].to_pandas(), expected, check_categorical=True)
     assert len(a.flow_columns(a.connection_count)["packets"]) == 0
+    each = list(a.each_flow_columns())  # (the tables cut once, for --timeline)
+    assert [flow for flow, _ in each] == list(range(a.connection_count))
+    for flow, parts in each:
+        for name, table in parts.items():
+            pd.testing.assert_frame_equal(table.to_pandas(), a.flow_columns(flow)[name].to_pandas())

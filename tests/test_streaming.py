@@ -689,3 +689,38 @@ def test_cli_summary_never_imports_pandas(synthetic):
                                 capture_output=True, text=True)
         assert "connections by final state" in result.stdout
         assert result.stderr.strip().splitlines()[-1] == "False"
+
+
+@pytest.mark.parametrize("options", [[], ["--flow", "9"], ["--format", "json"], ["--format", "jsonl", "--flow", "9"],
+                                     ["--format", "csv", "-o", "{out}"], ["--flow", "300"]])
+def test_cli_retries_of_a_long_capture_in_parts_prints_the_same(synthetic, tmp_path, monkeypatch, options):
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(synthetic.read_bytes()[:-37])  # and a warning to print
+    runner = CliRunner()
+
+    def run(name):
+        out = tmp_path / name
+        result = runner.invoke(cli, ["retries", str(cut), *[o.format(out=out) for o in options]])
+        written = sorted((p.name, p.read_text()) for p in out.iterdir()) if out.is_dir() else None
+        return result.exit_code, result.stdout, result.stderr, written, str(result.exception)
+
+    whole = run("whole")
+    assert (whole[0] != 0) == ("300" in options) and "file truncated" in whole[2]
+    assert ("no flow 300 (the capture has flows 0 to 299)" in whole[4]) == ("300" in options)
+    monkeypatch.setattr(streaming, "PARTITION_BYTES", 100_000)
+    asked = []
+    real = streaming.analyze
+    monkeypatch.setattr(streaming, "analyze", lambda *a, **k: asked.append(k["tables"]) or real(*a, **k))
+    assert run("parts") == whole and asked == [("retries", "retransmissions")]
+    if options == ["--flow", "9"]:
+        assert ": 1 segment sent more than once" in whole[1] and "\n   9  " in whole[1]
+
+
+def test_cli_retries_says_the_records_are_out_of_order_whole_or_in_parts(synthetic, tmp_path, monkeypatch):
+    swapped = with_swapped_records(synthetic, tmp_path / "swapped.pcap", 40, seed=3)
+    runner = CliRunner()
+    whole = runner.invoke(cli, ["retries", str(swapped)])
+    assert whole.exit_code == 0 and "earlier than the packet before them" in whole.stderr
+    monkeypatch.setattr(streaming, "PARTITION_BYTES", 100_000)
+    parts = runner.invoke(cli, ["retries", str(swapped)])
+    assert (parts.exit_code, parts.stdout, parts.stderr) == (0, whole.stdout, whole.stderr)

@@ -19,11 +19,17 @@ _STATE_WIDTH = 30
 
 
 def timeline_lines(analysis, flow_id: int) -> list[str]:
-    parts = analysis.flow_columns(flow_id)
+    """The ladder of connection ``flow_id``."""
+    return ladder_lines(flow_id, analysis.flow_columns(flow_id))
+
+
+def ladder_lines(flow_id: int, parts: dict) -> list[str]:
+    """The ladder of connection ``flow_id`` from its ``flows``, ``transitions`` and ``packets`` rows
+    (:meth:`pcapstate.analysis.Analysis.flow_columns`)."""
     flow, packets, transitions = parts["flows"], parts["packets"], parts["transitions"]
     start = float(flow["start_epoch"][0])
-    client = endpoint(flow["client_addr"].objects()[0], int(flow["client_port"][0]))
-    server = endpoint(flow["server_addr"].objects()[0], int(flow["server_port"][0]))
+    client = endpoint(_texts(flow["client_addr"])[0], int(flow["client_port"][0]))
+    server = endpoint(_texts(flow["server_addr"])[0], int(flow["server_port"][0]))
     title = (f"flow {flow_id}: client {client}, server {server}, {flow['handshake'].labels('nan')[0]} handshake"
              f"{', roles guessed' if flow['roles_guessed'][0] else ''}")
     lines = [title, "", _row("time", "frame", "client", "", "server"),
@@ -37,7 +43,7 @@ def timeline_lines(analysis, flow_id: int) -> list[str]:
             loose.append((ts, side, text + f" ({cause})"))
         else:
             by_frame.setdefault(frame, {"client": [], "server": []})[side].append(text)
-    arrows = [_arrow(*packet) for packet in zip(packets["flags"].objects().tolist(), packets["len"].tolist(),
+    arrows = [_arrow(*packet) for packet in zip(_texts(packets["flags"]), packets["len"].tolist(),
                                                 packets["sender"].labels())]
     packet_frames, packet_times = packets["frame"].tolist(), packets["ts_epoch"].tolist()
     events = [(ts, 0, i) for i, (ts, _, _) in enumerate(loose)]
@@ -54,6 +60,13 @@ def timeline_lines(analysis, flow_id: int) -> list[str]:
     lines += ["", "* inferred: the endpoint received that packet (proved by its later ACK, or taken "
               "on arrival for ACKs and RSTs); unmarked: its own packet shows it"]
     return lines
+
+
+def _texts(column) -> list:
+    """A text column's strings (None: missing), looked up row by row: one connection's few rows of a
+    column whose distinct strings are the whole capture's (its addresses)."""
+    values = column.values
+    return [values[code] if code >= 0 else None for code in column.codes.tolist()]
 
 
 def _changes(transitions) -> list[str]:
