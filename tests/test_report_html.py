@@ -184,3 +184,15 @@ def test_hostile_strings_stay_text_in_the_browser(hostile_page):
     visit = browse(hostile_page)
     assert visit.messages() == []  # none of the injected console.error calls ran
     assert len(colours(visit.screenshot)) > 50
+
+
+@pytest.mark.parametrize("max_flows", [0, 1, 5, 299, 1000])
+def test_flows_with_anomalies_get_a_section_first_worst_first_then_the_rest_in_order(max_flows, tmp_path):
+    from pcapstate.report.html import chosen_flows
+    from synthetic import write_synthetic
+
+    a = analyze(write_synthetic(tmp_path / "synth.pcap", 300))
+    worst_first = list(dict.fromkeys(int(f) for f in a.anomalies["flow"].dropna()))
+    assert 0 < len(worst_first) < 300
+    expected = (worst_first + [f for f in range(300) if f not in worst_first])[:max_flows]
+    assert chosen_flows(a, max_flows) == expected

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 from html import escape
 
 import pandas as pd
@@ -70,9 +71,10 @@ def write_report(analysis, path, max_flows: int = MAX_FLOWS) -> None:
 def chosen_flows(analysis, max_flows: int) -> list[int]:
     """The flows that get a section: those with anomalies (worst first), then the rest in order."""
     anomalies = analysis.anomalies.dropna(subset=["flow"])
-    first = list(dict.fromkeys(int(f) for f in anomalies["flow"]))
-    rest = [f for f in range(analysis.connection_count) if f not in set(first)]
-    return (first + rest)[:max_flows]
+    first = list(dict.fromkeys(int(f) for f in anomalies["flow"]))[:max_flows]
+    chosen = set(first)  # (once: a set per flow made this quadratic, 1.7 s for 20,000 connections)
+    rest = (f for f in range(analysis.connection_count) if f not in chosen)
+    return first + list(itertools.islice(rest, max_flows - len(first)))
 
 
 def _summary(analysis, source: str) -> list[str]:
