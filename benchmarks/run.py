@@ -9,7 +9,8 @@ Measured, on captures made by benchmarks/generate.py (made when missing):
 * wall time and peak RSS of ``pcapstate analyze F --format json -o /dev/null``,
   ``tcptrace -n F`` and ``tshark -r F -T fields -e frame.number -e
   tcp.analysis.flags``, the three run one after the other in each round so a
-  noisy machine hits them alike; medians and ratios;
+  noisy machine hits them alike; medians and ratios; in the same rounds, the
+  terminal summary (``pcapstate analyze F``, the default format) against tcptrace;
 * the core (decode + both endpoints' replay) in one process, warm: packets/s;
 * the start-up: ``pcapstate analyze`` on a 10-packet capture;
 * ``--jobs 1`` against ``--jobs 2`` on the large capture, alternating (threads, and
@@ -153,6 +154,7 @@ def tools(path: Path, jobs: int | None = None) -> dict[str, list[str]]:
         pcapstate += ["--jobs", str(jobs)]
     return {
         "pcapstate": pcapstate,
+        "summary": [sys.executable, "-m", "pcapstate", "analyze", str(path)],  # the terminal's, what people run
         "tcptrace": ["tcptrace", "-n", str(path)],
         "tshark": ["tshark", "-r", str(path), "-T", "fields", "-e", "frame.number", "-e", "tcp.analysis.flags"],
     }
@@ -234,6 +236,12 @@ def report(results: dict, core: dict, startup: float, flat: dict, rounds: int, s
         row += [f"{r['pcapstate'][0] / r[t][0]:.2f}" if t in r else "-" for t in ("tcptrace", "tshark")]
         row += [f"{r[t][1] / 1024:.0f} MiB" if t in r else "-" for t in ("pcapstate", "tcptrace", "tshark")]
         lines.append("| " + " | ".join(row) + " |")
+    lines.append("\nThe terminal summary (`pcapstate analyze F`, the default format), in the same rounds:\n")
+    for name, r in results.items():
+        if "summary" in r and "tcptrace" in r:
+            (took, peak), (theirs, their_peak) = r["summary"], r["tcptrace"]
+            lines.append(f"- {name}: {took:.2f} s, {peak / 1024:.0f} MiB: {took / theirs:.2f} of tcptrace's time, "
+                         f"{peak / their_peak:.2f} of its memory")
     lines.append("\nCore (decode + replay, one process, warm, best of 3):\n")
     for name, (packets, seconds) in core.items():
         lines.append(f"- {name}: {packets:,} packets in {seconds:.3f} s = {packets / seconds / 1e6:.2f} M packets/s")

@@ -206,6 +206,11 @@ class Analysis:
             self._columnar[name] = made
         return self._columnar[name]
 
+    def chunks(self, name: str) -> tuple[Table]:
+        """Table ``name`` as the text reports read it, a chunk at a time: here, in one piece (an analysis in
+        parts gives its merging chunks the same way, :meth:`pcapstate.streaming.Streamed.chunks`)."""
+        return (self.columnar(name),)
+
     @cached_property
     def files(self):
         """The capture's files in set order (by first packet): one row, the capture itself, for one file.

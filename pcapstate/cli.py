@@ -282,7 +282,6 @@ def retries(captures: tuple[str, ...], decoder: str, flow_id: int | None, fmt: s
     """
     from pcapstate.analysis import analyze as run_analysis
     from pcapstate.report.retries import RETRY_TABLES, retries_lines
-    from pcapstate.report.summary import whole
 
     if fmt in STREAMED_FORMATS or fmt == "table":
         parts = _in_parts(captures, decoder, RETRY_TABLES, 60.0, 0, {})
@@ -309,7 +308,7 @@ def retries(captures: tuple[str, ...], decoder: str, flow_id: int | None, fmt: s
         _write_tables(fmt, _tables(analysis, RETRY_TABLES, flow_id), output, capture)
         return
     with _output(output) as out:
-        _write_lines(out, retries_lines(whole(analysis), capture, flow_id))
+        _write_lines(out, retries_lines(analysis.chunks, capture, flow_id))
 
 
 def _one_flow(table, flow_id: int):
@@ -587,12 +586,12 @@ def _write_tables(fmt: str, tables: dict, output: str | None, capture: str, jobs
 
 
 def _analyze_text(analysis, flow_id: int | None, timeline: bool, show_all: bool) -> list[str]:
-    from pcapstate.report.summary import DEFAULT_MAX_ROWS, summary_lines, whole
+    from pcapstate.report.summary import DEFAULT_MAX_ROWS, summary_lines
     from pcapstate.report.timeline import ladder_lines, timeline_lines
 
     if flow_id is not None:
         return timeline_lines(analysis, flow_id)
-    lines = summary_lines(whole(analysis), analysis.table.source, len(analysis.table),
+    lines = summary_lines(analysis.chunks, analysis.table.source, len(analysis.table),
                           None if show_all else DEFAULT_MAX_ROWS)
     if timeline:
         for flow, parts in analysis.each_flow_columns():

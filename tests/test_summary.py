@@ -16,7 +16,7 @@ import pytest
 from pcapstate.analysis import analyze
 from pcapstate.columns import Table
 from pcapstate.decode import read_capture
-from pcapstate.report.summary import SUMMARY_TABLES, census_lines, summary_lines, whole
+from pcapstate.report.summary import SUMMARY_TABLES, census_lines, summary_lines
 from synthetic import write_synthetic
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +39,7 @@ def in_pieces(analysis, rows: int):
 
 
 def lines_of(analysis, chunks=None, max_rows=50) -> list[str]:
-    return summary_lines(chunks or whole(analysis), analysis.table.source, len(analysis.table), max_rows)
+    return summary_lines(chunks or analysis.chunks, analysis.table.source, len(analysis.table), max_rows)
 
 
 @pytest.mark.parametrize("rows", [1, 2, 3, 4, 11, 49, 50, 51, 1000])

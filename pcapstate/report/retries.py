@@ -9,14 +9,16 @@ from __future__ import annotations
 from typing import Iterable
 
 from pcapstate.columns import Table, counts_by
+from pcapstate.report.summary import Chunks
 from pcapstate.report.text import seconds, table
 
 RETRY_TABLES = ("retries", "retransmissions")  # what the command reads
 
 
-def retries_lines(chunks, source: str, flow_id: int | None = None) -> list[str]:
+def retries_lines(chunks: Chunks, source: str, flow_id: int | None = None) -> list[str]:
     """The retry chains of capture ``source`` (of one flow, with ``flow_id``), from its tables as
-    ``chunks(name)`` gives them (:func:`pcapstate.report.summary.whole` for an analysis in memory)."""
+    ``chunks(name)`` gives them (:meth:`pcapstate.analysis.Analysis.chunks`,
+    :meth:`pcapstate.streaming.Streamed.chunks`)."""
     rows = []
     for retries in chunks("retries"):
         if flow_id is not None:

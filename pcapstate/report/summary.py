@@ -23,7 +23,7 @@ Chunks = Callable[[str], Iterable[Table]]  # a table's name -> its rows, in orde
 
 def summary_lines(chunks: Chunks, source: str, packets: int, max_rows: int | None = DEFAULT_MAX_ROWS) -> list[str]:
     """The summary of a capture ``source`` of ``packets`` TCP packets, from its tables as ``chunks(name)``
-    gives them (:func:`whole` for an analysis in memory)."""
+    gives them (:meth:`pcapstate.analysis.Analysis.chunks`, :meth:`pcapstate.streaming.Streamed.chunks`)."""
     flows = _FlowDigest(max_rows)
     for chunk in chunks("flows"):
         flows.add(chunk)
@@ -47,11 +47,6 @@ def summary_lines(chunks: Chunks, source: str, packets: int, max_rows: int | Non
     if irregular:
         lines += [""] + irregular
     return lines
-
-
-def whole(analysis) -> Chunks:
-    """``chunks`` for :func:`summary_lines` of an analysis held in memory: each table in one piece."""
-    return lambda name: (analysis.columnar(name),)
 
 
 class _FlowDigest:
