@@ -395,9 +395,18 @@ class Analysis:
         ['anomalies', 'flows', 'packets', 'retransmissions', 'retries', 'transitions']
         >>> parts["retries"][["sender", "kind", "sends"]].values.tolist()
         [['client', 'FIN', 6]]
+
+        Each DataFrame keeps the rows' labels in the whole table's (``a.packets.loc[parts["packets"].index]``
+        is ``parts["packets"]``), but only the connection's rows are made: one connection of a long capture
+        does not build the whole packet table.
         """
-        tables = ("flows", "transitions", "packets", "retransmissions", "retries", "anomalies")
-        return {name: getattr(self, name)[getattr(self, name)["flow"] == flow_id] for name in tables}
+        parts = {}
+        for name in ("flows", "transitions", "packets", "retransmissions", "retries", "anomalies"):
+            table, rows = self._flow_part(name, flow_id)
+            frame = table.to_pandas()
+            frame.index = rows
+            parts[name] = frame
+        return parts
 
     def flow_columns(self, flow_id: int, names=("flows", "transitions", "packets")) -> dict[str, Table]:
         """Tables ``names`` restricted to one connection, as plain columns (what :meth:`flow` gives as
@@ -407,18 +416,19 @@ class Analysis:
         >>> analyze("samples/fin_dropped.pcap").flow_columns(0)["packets"]["frame"].tolist()[-2:]
         [12, 13]
         """
-        parts = {}
-        for name in names:
-            if name == "packets" and name not in self._columnar:
-                from pcapstate.replay import R_CONN
+        return {name: self._flow_part(name, flow_id)[0] for name in names}
 
-                connection = self.tracking.result.rows[:, R_CONN]
-                mine = np.flatnonzero(self.tracking.flow_numbers(connection) == flow_id)
-                parts[name] = results.packets(self.tracking, mine)
-            else:
-                table = self.columnar(name)
-                parts[name] = table.take(table.flow_rows(flow_id))
-        return parts
+    def _flow_part(self, name: str, flow_id: int) -> tuple[Table, np.ndarray]:
+        """Table ``name``'s rows of one connection, and their positions in the whole table."""
+        if name == "packets" and name not in self._columnar and self.tracking is not None:
+            from pcapstate.replay import R_CONN
+
+            connection = self.tracking.result.rows[:, R_CONN]
+            rows = np.flatnonzero(self.tracking.flow_numbers(connection) == flow_id)
+            return results.packets(self.tracking, rows), rows
+        table = self.columnar(name)
+        rows = np.flatnonzero(table.flow_rows(flow_id))
+        return table.take(rows), rows
 
     def each_flow_columns(self, names=("flows", "transitions", "packets")):
         """``(flow, flow_columns(flow))`` for every connection in order: each table sorted by flow once,

@@ -124,3 +124,15 @@ def test_flow_columns_are_the_whole_tables_rows_of_that_flow(capture):
     for flow, parts in each:
         for name, table in parts.items():
             pd.testing.assert_frame_equal(table.to_pandas(), a.flow_columns(flow)[name].to_pandas())
+
+
+@pytest.mark.parametrize("capture", [[SAMPLES / "syn_flood.pcap"],
+                                     [SAMPLES / "client_closes_first.pcap", SAMPLES / "refused.pcap"]])
+def test_flow_is_each_whole_dataframe_filtered_to_the_flow_row_labels_and_all(capture):
+    a = analyze(capture if len(capture) > 1 else capture[0])
+    fresh = analyze(capture if len(capture) > 1 else capture[0])  # (its packet table never made whole)
+    for flow in (0, a.connection_count - 1):
+        for name, frame in fresh.flow(flow).items():
+            whole = getattr(a, name)
+            pd.testing.assert_frame_equal(frame, whole[whole["flow"] == flow], check_categorical=True)
+    assert "packets" not in fresh._columnar
