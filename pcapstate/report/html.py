@@ -82,7 +82,8 @@ def _summary(analysis, source: str) -> list[str]:
     span = float(flows["end_epoch"].max() - flows["start_epoch"].min()) if len(flows) else 0.0
     count = analysis.connection_count
     lines = [f"<h1>pcapstate report: {escape(source)}</h1>",
-             f"<p>{len(analysis.packets)} TCP packets, {count} connection{'' if count == 1 else 's'}, "
+             f"<p>{len(analysis.table)} TCP packets, {count} connection{'' if count == 1 else 's'}, "  # (the
+             # packet table's length: not the packets DataFrame, made only to be counted, most of the memory)
              f"{escape(seconds(span))}"
              + (f", from {escape(str(flows['start'].min()))} to {escape(str(flows['end'].max()))}" if count else "")
              + ".</p>"]
