@@ -25,6 +25,7 @@ def draw(analysis, flow_id: int | None = None, size: tuple[int, int] | None = No
     start = float(flows["start_epoch"].min()) if len(flows) else 0.0
     end = float(flows["end_epoch"].max()) if len(flows) else 0.0
     transitions = analysis.transitions
+    transitions = transitions[transitions["flow"].isin(shown["flow"])]  # (once: then each bar reads a few rows)
     width, height = size or (WIDTH_PX, FRAME_PX + BAR_PX * 2 * max(len(shown), 1))
     with rc():
         fig = new_figure(width, height)
