@@ -20,8 +20,7 @@ SCHEMA = "pcapstate/1"
 def column_values(column) -> list:
     """One column of a :class:`~pcapstate.columns.Table` as JSON-ready Python values."""
     if isinstance(column, Categories):
-        names = list(column.names) + [None]
-        return [names[c] for c in column.codes.tolist()]  # -1: the None at the end
+        return column.labels()
     if isinstance(column, Texts):
         return column.objects().tolist()
     if isinstance(column, Times):
