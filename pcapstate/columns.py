@@ -86,8 +86,13 @@ class Texts:
         return Texts(self.codes[rows], self.values, self.keep_object)
 
     def objects(self) -> np.ndarray:
+        codes = np.asarray(self.codes, dtype=np.int64)
+        if len(codes) < len(self.values):  # a few rows of many strings (one connection's addresses): row by row,
+            found = np.empty(len(codes), dtype=object)  # not a lookup array of every string per call
+            found[:] = [self.values[code] if code >= 0 else None for code in codes.tolist()]
+            return found
         lookup = np.array(list(self.values) + [None], dtype=object)
-        return lookup[np.asarray(self.codes, dtype=np.int64)]  # -1: the None at the end
+        return lookup[codes]  # -1: the None at the end
 
     def to_pandas(self):
         if self.keep_object:

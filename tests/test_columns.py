@@ -79,3 +79,10 @@ def test_every_table_of_an_analysis_survives_dumping(tmp_path):
             dump_table(table, handle)
         with open(tmp_path / name, "rb") as handle:
             pd.testing.assert_frame_equal(load_table(handle).to_pandas(), table.to_pandas(), obj=name)
+
+
+def test_texts_objects_of_a_few_rows_of_many_strings_are_looked_up_row_by_row_alike():
+    many = tuple(f"10.0.{i // 256}.{i % 256}" for i in range(1000))
+    for codes in ([3, -1, 999, 3], list(range(1000)) + [-1] * 5):  # fewer rows than strings, then more
+        got = Texts(np.array(codes), many).objects()
+        assert got.dtype == object and got.tolist() == [many[c] if c >= 0 else None for c in codes]

@@ -28,22 +28,22 @@ def ladder_lines(flow_id: int, parts: dict) -> list[str]:
     (:meth:`pcapstate.analysis.Analysis.flow_columns`)."""
     flow, packets, transitions = parts["flows"], parts["packets"], parts["transitions"]
     start = float(flow["start_epoch"][0])
-    client = endpoint(_texts(flow["client_addr"])[0], int(flow["client_port"][0]))
-    server = endpoint(_texts(flow["server_addr"])[0], int(flow["server_port"][0]))
+    client = endpoint(flow["client_addr"].objects()[0], int(flow["client_port"][0]))
+    server = endpoint(flow["server_addr"].objects()[0], int(flow["server_port"][0]))
     title = (f"flow {flow_id}: client {client}, server {server}, {flow['handshake'].labels('nan')[0]} handshake"
              f"{', roles guessed' if flow['roles_guessed'][0] else ''}")
     lines = [title, "", _row("time", "frame", "client", "", "server"),
              _row("-" * 10, "-----", "-" * _STATE_WIDTH, "-" * ARROW_WIDTH, "-" * 10)]
     by_frame: dict[int, dict[str, list[str]]] = {}
     loose = []  # (ts, endpoint, text) for assumptions and timers
-    frames = transitions["frame"].values.tolist()
-    for side, cause, ts, frame, text in zip(transitions["endpoint"].labels(), transitions["cause"].labels(),
-                                            transitions["ts_epoch"].tolist(), frames, _changes(transitions)):
+    causes = transitions["cause"].labels()
+    for side, cause, ts, frame, text in zip(transitions["endpoint"].labels(), causes, transitions["ts_epoch"].tolist(),
+                                            transitions["frame"].values.tolist(), _changes(transitions, causes)):
         if cause in ("assumed", "timer"):
             loose.append((ts, side, text + f" ({cause})"))
         else:
             by_frame.setdefault(frame, {"client": [], "server": []})[side].append(text)
-    arrows = [_arrow(*packet) for packet in zip(_texts(packets["flags"]), packets["len"].tolist(),
+    arrows = [_arrow(*packet) for packet in zip(packets["flags"].objects().tolist(), packets["len"].tolist(),
                                                 packets["sender"].labels())]
     packet_frames, packet_times = packets["frame"].tolist(), packets["ts_epoch"].tolist()
     events = [(ts, 0, i) for i, (ts, _, _) in enumerate(loose)]
@@ -62,18 +62,10 @@ def ladder_lines(flow_id: int, parts: dict) -> list[str]:
     return lines
 
 
-def _texts(column) -> list:
-    """A text column's strings (None: missing), looked up row by row: one connection's few rows of a
-    column whose distinct strings are the whole capture's (its addresses)."""
-    values = column.values
-    return [values[code] if code >= 0 else None for code in column.codes.tolist()]
-
-
-def _changes(transitions) -> list[str]:
+def _changes(transitions, causes: list[str]) -> list[str]:
     """``OLD > NEW``, with ``*`` when the endpoint received the packet that made it (``?``: unknown)."""
-    received = [cause == "received" for cause in transitions["cause"].labels()]
-    return [f"{old} > {new}{'*' if mark else ''}" for old, new, mark in
-            zip(transitions["from_state"].labels("?"), transitions["to_state"].labels("nan"), received)]
+    return [f"{old} > {new}{'*' if cause == 'received' else ''}" for old, new, cause in
+            zip(transitions["from_state"].labels("?"), transitions["to_state"].labels("nan"), causes)]
 
 
 def _joined(changes: list[str]) -> str:
