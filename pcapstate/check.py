@@ -57,13 +57,14 @@ def expectations(analysis, capture_name: str, options: dict) -> dict:
 
     from pcapstate.columns import Table, texts
     from pcapstate.report.jsonout import records
+    from pcapstate.report.text import endpoint
 
     start = float(analysis.table["ts_ns"].min()) / 1e9 if len(analysis.table) else 0.0
     tables = {name: analysis.columnar(name) for name in ("flows", "transitions", "retransmissions", "retries",
                                                           "anomalies")}  # (as columns: no pandas)
     flows = tables["flows"]
     tables["flows"] = Table({**flows.columns, **{side: texts(
-        _endpoint(a, p) for a, p in zip(flows[f"{side}_addr"].objects().tolist(), flows[f"{side}_port"].tolist()))
+        endpoint(a, p) for a, p in zip(flows[f"{side}_addr"].objects().tolist(), flows[f"{side}_port"].tolist()))
         for side in ("client", "server")}})
     transitions = tables["transitions"]
     tables["transitions"] = Table({**transitions.columns, "t": np.round(transitions["ts_epoch"] - start, 6)})
@@ -88,10 +89,6 @@ def _base_named(warning: str, names: list[str]) -> str:
     if colon and "/" in head and " " not in head:  # a skipped file's path
         return Path(head).name + colon + rest
     return warning
-
-
-def _endpoint(addr: str, port: int) -> str:
-    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
 
 
 def dumps(document: dict) -> str:
