@@ -282,9 +282,10 @@ def retries(captures: tuple[str, ...], decoder: str, flow_id: int | None, fmt: s
     """
     from pcapstate.analysis import analyze as run_analysis
     from pcapstate.report.retries import RETRY_TABLES, retries_lines
+    from pcapstate.tracker import DEFAULT_TIME_WAIT_S
 
     if fmt in STREAMED_FORMATS or fmt == "table":
-        parts = _in_parts(captures, decoder, RETRY_TABLES, 60.0, 0, {})
+        parts = _in_parts(captures, decoder, RETRY_TABLES, DEFAULT_TIME_WAIT_S, 0, {})  # (as run_analysis below)
         if parts is not None:
             streamed, threads = parts
             with streamed:
